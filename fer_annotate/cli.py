@@ -1,0 +1,164 @@
+"""The `fer-annotate` command: annotate videos and folders; `fer-annotate weights ...` manages bundles."""
+
+import sys
+from pathlib import Path
+
+import click
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from fer_annotate.detect import DETECTORS, DetectorConfig, DetectorError
+from fer_annotate.jobs import JobError, plan_jobs, run_jobs
+from fer_annotate.output import FORMATS
+from fer_annotate.pipeline import AnnotateConfig, Annotator
+from fer_annotate.track import TrackerConfig
+from fer_annotate.video import Sampling
+
+console = Console(stderr=True)
+
+
+class _DefaultGroup(click.Group):
+    """A group whose first argument, when it is not a subcommand, goes to the `annotate` command."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = ["annotate", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="fer-annotate")
+def main() -> None:
+    """Annotate every frame of videos with facial action units, expressions and valence/arousal.
+
+    \b
+      fer-annotate VIDEO_OR_FOLDER... -o OUT      (see: fer-annotate annotate --help)
+      fer-annotate weights list|pull|import|verify
+    """
+
+
+def _device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise click.UsageError("--device cuda: no CUDA device is available")
+    return name
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Output file for one video; a folder for several (mirrors relative paths).")
+@click.option("--weights", default=None, metavar="NAME|PATH",
+              help="Weights bundle (registry name or folder); 'none' for faces only. Default: the paper's "
+                   "ensemble if cached, else the shipped offline bundle.")
+@click.option("--detector", type=click.Choice(DETECTORS), default="blazeface-back", show_default=True)
+@click.option("--score-threshold", type=float, default=0.5, show_default=True, help="Minimum detector score.")
+@click.option("--min-face", type=float, default=20.0, show_default=True, help="Minimum face side in pixels.")
+@click.option("--start", type=float, default=None, help="Start time in seconds (container time).")
+@click.option("--end", type=float, default=None, help="End time in seconds (exclusive).")
+@click.option("--every", type=int, default=1, show_default=True, help="Annotate every Nth frame.")
+@click.option("--fps", type=float, default=None, help="Annotate at most this many frames per second.")
+@click.option("--smooth", default="gauss", show_default=True, metavar="none|gauss|gauss:SIGMA",
+              help="Per-face temporal filter (SIGMA in seconds), reset at track breaks.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True)
+@click.option("--save-crops", type=click.Path(path_type=Path), default=None, help="Write aligned face crops here.")
+@click.option("--overwrite", is_flag=True, help="Redo videos whose complete output exists.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--batch-size", type=int, default=16, show_default=True, help="Frames decoded and detected at once.")
+@click.option("--min-hits", type=int, default=3, show_default=True, help="Detections before a face gets an id.")
+@click.option("--max-misses", type=int, default=10, show_default=True,
+              help="Sampled frames a face may go undetected and keep its id.")
+def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, detector: str, score_threshold: float,
+             min_face: float, start: float | None, end: float | None, every: int, fps: float | None, smooth: str,
+             fmt: str, save_crops: Path | None, overwrite: bool, device: str, batch_size: int, min_hits: int,
+             max_misses: int) -> None:
+    """Annotate videos (files or folders, searched recursively) into per-frame tables."""
+    arguments = {"argv": sys.argv[1:], **click.get_current_context().params}
+    try:
+        sampling = Sampling(start_s=start, end_s=end, every=every, fps=fps)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    dev = _device(device)
+    config = AnnotateConfig(
+        detector=DetectorConfig(name=detector, score_threshold=score_threshold, min_face=min_face, device=dev),
+        tracker=TrackerConfig(min_hits=min_hits, max_misses=max_misses),
+        sampling=sampling,
+        batch_size=batch_size,
+        fmt=fmt,
+        save_crops=save_crops,
+        device=dev,
+    )
+    try:
+        jobs = plan_jobs(list(inputs), output, fmt)
+    except JobError as exc:
+        raise click.UsageError(str(exc)) from None
+    if not jobs:
+        console.print(f"[red]error:[/] no videos found in {', '.join(map(str, inputs))}")
+        sys.exit(1)
+    try:
+        model = _model_stage(weights, smooth, dev)
+        annotator = Annotator(config, model)
+    except (DetectorError, ValueError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        sys.exit(1)
+    report = _run_with_progress(annotator, jobs, overwrite, arguments)
+    done, skipped, failed = len(report.done), len(report.skipped), len(report.failed)
+    if len(jobs) > 1:
+        console.print(f"{done} annotated, {skipped} skipped, {failed} failed")
+        for _, message in report.failed:
+            console.print(f"  [red]failed:[/] {message}", highlight=False)
+    if failed:
+        sys.exit(1)
+
+
+def _model_stage(weights: str | None, smooth: str, device: str):
+    """The bundle's ensemble and temporal stage, or None for faces only."""
+    if weights is not None and weights.lower() == "none":
+        return None
+    from fer_annotate.bundle import BundleError
+    from fer_annotate.model import ModelStage
+    from fer_annotate.weights import resolve_bundle
+
+    try:
+        bundle = resolve_bundle(weights)
+        stage = ModelStage(bundle, device, smooth)
+    except BundleError as exc:
+        raise ValueError(str(exc)) from None
+    console.print(f"model: {stage.summary()}", highlight=False)
+    return stage
+
+
+def _run_with_progress(annotator: Annotator, jobs, overwrite: bool, arguments: dict):
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=True) as progress:
+        overall = progress.add_task("videos", total=len(jobs))
+        frames = progress.add_task("frames", total=None)
+
+        def on_start(job) -> None:
+            progress.reset(frames, total=None, description=f"{job.video.name}")
+
+        def on_frames(done: int, total: int) -> None:
+            progress.update(frames, completed=done, total=total)
+
+        def on_end(job, message: str) -> None:
+            progress.advance(overall)
+            if message.startswith("failed: "):
+                progress.console.print(f"[red]error:[/] {message.removeprefix('failed: ')}", highlight=False)
+            else:
+                progress.console.print(f"[green]{job.video}[/]: {message}", highlight=False)
+
+        return run_jobs(annotator, jobs, overwrite, on_start, on_frames, on_end, arguments)
+
+
+def _mount_weights() -> None:
+    """Add `fer-annotate weights ...` where its module exists."""
+    try:
+        from fer_annotate.cli_weights import weights
+    except ImportError:
+        return
+    main.add_command(weights)
+
+
+_mount_weights()

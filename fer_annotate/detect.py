@@ -1,0 +1,247 @@
+"""Face detection with face-alignment's detectors, batched on downscaled frames.
+
+Each detector returns, per frame, boxes in original pixels, scores and (where the detector gives them)
+four keypoints: right eye (image left), left eye, nose tip, mouth centre. Weights come from
+face-alignment's cache, `$TORCH_HOME/hub/checkpoints`, downloaded by it on first use.
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DETECTORS = ("blazeface", "blazeface-back", "sfd", "retinaface", "dlib")
+
+
+class DetectorError(Exception):
+    """A detector that cannot be set up (weights missing offline, package missing)."""
+
+
+@dataclass
+class DetectorConfig:
+    """Which detector and how strict: score threshold, minimum face side in original pixels."""
+
+    name: str = "blazeface-back"
+    score_threshold: float = 0.5
+    min_face: float = 20.0
+    max_side: int = 640
+    device: str = "cpu"
+
+
+@dataclass
+class Detections:
+    """Faces found in one frame: boxes [K,4] (x1,y1,x2,y2), scores [K], keypoints [K,4,2] or None."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    keypoints: np.ndarray | None
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def select(self, keep: np.ndarray) -> "Detections":
+        kp = None if self.keypoints is None else self.keypoints[keep]
+        return Detections(self.boxes[keep], self.scores[keep], kp)
+
+
+def _checkpoint_dir() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _require_weights(detector: str, urls: list[str]) -> None:
+    """Fail early, with the file name and folder, when weights are neither cached nor downloadable."""
+    folder = _checkpoint_dir()
+    missing = [os.path.basename(urlparse(u).path) for u in urls]
+    missing = [name for name in missing if not (folder / name).is_file()]
+    if missing and os.environ.get("FER_ANNOTATE_OFFLINE", "") not in ("", "0"):
+        raise DetectorError(
+            f"detector {detector}: weights {', '.join(missing)} not in {folder} and offline mode is on; "
+            f"put the file(s) there (set TORCH_HOME to change the folder) or use --detector blazeface"
+        )
+
+
+def _load_error(detector: str, urls: list[str], exc: Exception) -> DetectorError:
+    folder = _checkpoint_dir()
+    names = [os.path.basename(urlparse(u).path) for u in urls]
+    return DetectorError(
+        f"detector {detector}: could not load weights {', '.join(names)} ({type(exc).__name__}); "
+        f"face-alignment downloads them into {folder} on first use on a connected machine; "
+        f"offline, copy them there (TORCH_HOME sets the folder)"
+    )
+
+
+def _letterbox(frames: torch.Tensor, size: int) -> tuple[torch.Tensor, float]:
+    """Pad frames [B,3,H,W] to a square (bottom/right) and resize to size x size; returns the scale."""
+    _, _, h, w = frames.shape
+    side = max(h, w)
+    padded = F.pad(frames, (0, side - w, 0, side - h))
+    resized = F.interpolate(padded, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return resized, side / size
+
+
+def _downscale(frames: torch.Tensor, max_side: int) -> tuple[torch.Tensor, float]:
+    """Shrink frames [B,3,H,W] so the long side is at most max_side; returns the factor back to pixels."""
+    _, _, h, w = frames.shape
+    factor = max(h, w) / max_side
+    if factor <= 1:
+        return frames, 1.0
+    size = (round(h / factor), round(w / factor))
+    out = F.interpolate(frames, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return out, h / size[0]
+
+
+class BlazeFace:
+    """MediaPipe BlazeFace (front 128 px for close faces, back 256 px for smaller ones), with 6 keypoints."""
+
+    def __init__(self, config: DetectorConfig, back: bool):
+        from face_alignment.detection.blazeface import blazeface_detector as bf
+
+        name = "blazeface-back" if back else "blazeface"
+        prefix = "blazeface_back" if back else "blazeface"
+        urls = [bf.models_urls[f"{prefix}_weights"], bf.models_urls[f"{prefix}_anchors"]]
+        _require_weights(name, urls)
+        try:
+            det = bf.BlazeFaceDetector(config.device, back_model=back, min_score_thresh=config.score_threshold)
+        except Exception as exc:
+            raise _load_error(name, urls, exc) from None
+        self.net = det.face_detector
+        self.size = 256 if back else 128
+
+    def __call__(self, frames: torch.Tensor) -> list[Detections]:
+        small, scale = _letterbox(frames.float(), self.size)
+        preds = self.net.predict_on_batch(small.clamp(0, 255))
+        out = []
+        for p in preds:
+            p = p.detach().cpu().numpy().reshape(-1, 17)
+            boxes = p[:, [1, 0, 3, 2]] * self.size * scale
+            keypoints = p[:, 4:12].reshape(-1, 4, 2) * self.size * scale
+            out.append(Detections(boxes.astype(np.float32), p[:, 16].astype(np.float32), keypoints.astype(np.float32)))
+        return out
+
+
+class SFD:
+    """S3FD, the face-alignment default: accurate on small faces, no keypoints (box crops)."""
+
+    def __init__(self, config: DetectorConfig):
+        from face_alignment.detection.sfd import sfd_detector as sfd
+
+        urls = [sfd.models_urls["s3fd"]]
+        _require_weights("sfd", urls)
+        try:
+            self.det = sfd.SFDDetector(config.device, filter_threshold=config.score_threshold)
+        except Exception as exc:
+            raise _load_error("sfd", urls, exc) from None
+        self.max_side = config.max_side
+
+    def __call__(self, frames: torch.Tensor) -> list[Detections]:
+        small, factor = _downscale(frames.float(), self.max_side)
+        out = []
+        for boxes in self.det.detect_from_batch(small):
+            arr = np.asarray(boxes, dtype=np.float32).reshape(-1, 5)
+            out.append(Detections(arr[:, :4] * factor, arr[:, 4], None))
+        return out
+
+
+class RetinaFace:
+    """RetinaFace (MobileNet 0.25) with its five landmarks, run through face-alignment's network."""
+
+    def __init__(self, config: DetectorConfig):
+        from face_alignment.detection.retinaface import retinaface_detector as rf
+
+        urls = [rf.models_urls["retinaface_mobilenet0.25"]]
+        _require_weights("retinaface", urls)
+        try:
+            self.det = rf.RetinaFaceDetector(config.device, confidence_threshold=config.score_threshold)
+        except Exception as exc:
+            raise _load_error("retinaface", urls, exc) from None
+        self.max_side = config.max_side
+        self.threshold = config.score_threshold
+
+    def __call__(self, frames: torch.Tensor) -> list[Detections]:
+        from face_alignment.detection.retinaface.box_utils import decode, py_cpu_nms
+        from face_alignment.detection.retinaface.prior_box import PriorBox
+
+        small, factor = _downscale(frames.float(), self.max_side)
+        _, _, h, w = small.shape
+        bgr = small.flip(1) - torch.tensor([104.0, 117.0, 123.0], device=small.device).view(1, 3, 1, 1)
+        with torch.inference_mode():
+            loc, conf, landms = self.det.face_detector(bgr)
+        priors = PriorBox(self.det.cfg, image_size=(h, w)).forward().to(small.device)
+        var = self.det.variance
+        size = torch.tensor([w, h], device=small.device, dtype=torch.float32)
+        out = []
+        for i in range(small.shape[0]):
+            scores = conf[i, :, 1]
+            keep = scores > self.threshold
+            boxes = decode(loc[i][keep], priors[keep], var) * size.repeat(2)
+            pts = landms[i][keep].view(-1, 5, 2) * var[0] * priors[keep, None, 2:] + priors[keep, None, :2]
+            pts = pts * size
+            dets = np.hstack([boxes.cpu().numpy(), scores[keep].cpu().numpy()[:, None]]).astype(np.float32)
+            order = py_cpu_nms(dets, self.det.nms_threshold) if len(dets) else []
+            dets, pts = dets[order], pts.cpu().numpy()[order]
+            # RetinaFace order: left eye, right eye (image left/right), nose, mouth left, mouth right.
+            four = np.stack([pts[:, 0], pts[:, 1], pts[:, 2], (pts[:, 3] + pts[:, 4]) / 2], axis=1)
+            out.append(Detections(dets[:, :4] * factor, dets[:, 4], (four * factor).astype(np.float32)))
+        return out
+
+
+class Dlib:
+    """dlib's HOG frontal detector (CPU, no weights file); score = logistic of the SVM margin."""
+
+    def __init__(self, config: DetectorConfig):
+        try:
+            import dlib
+        except ImportError:
+            raise DetectorError("detector dlib: the dlib package is not installed (pip install dlib-bin)") from None
+        self.det = dlib.get_frontal_face_detector()
+        self.max_side = config.max_side
+
+    def __call__(self, frames: torch.Tensor) -> list[Detections]:
+        small, factor = _downscale(frames.float(), self.max_side)
+        gray = (small * torch.tensor([0.299, 0.587, 0.114], device=small.device).view(1, 3, 1, 1)).sum(1)
+        gray = gray.clamp(0, 255).to(torch.uint8).cpu().numpy()
+        out = []
+        for img in gray:
+            rects, scores, _ = self.det.run(img, 0, 0.0)
+            boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], dtype=np.float32)
+            confidence = 1 / (1 + np.exp(-np.asarray(scores, dtype=np.float32)))
+            out.append(Detections(boxes.reshape(-1, 4) * factor, confidence, None))
+        return out
+
+
+class FaceDetector:
+    """The chosen detector plus the score and minimum-size filters, on batches of RGB frames."""
+
+    def __init__(self, config: DetectorConfig):
+        if config.name not in DETECTORS:
+            raise DetectorError(f"unknown detector {config.name!r}; choose one of {', '.join(DETECTORS)}")
+        self.config = config
+        if config.name in ("blazeface", "blazeface-back"):
+            self.impl = BlazeFace(config, back=config.name == "blazeface-back")
+        elif config.name == "sfd":
+            self.impl = SFD(config)
+        elif config.name == "retinaface":
+            self.impl = RetinaFace(config)
+        else:
+            self.impl = Dlib(config)
+
+    def __call__(self, frames: np.ndarray | torch.Tensor) -> list[Detections]:
+        """Detect faces in RGB frames [B,H,W,3] uint8; boxes clipped to the frame."""
+        if isinstance(frames, np.ndarray):
+            frames = torch.from_numpy(frames)
+        frames = frames.to(self.config.device)
+        h, w = frames.shape[1:3]
+        with torch.inference_mode():
+            found = self.impl(frames.permute(0, 3, 1, 2))
+        out = []
+        for d in found:
+            d.boxes[:, [0, 2]] = d.boxes[:, [0, 2]].clip(0, w)
+            d.boxes[:, [1, 3]] = d.boxes[:, [1, 3]].clip(0, h)
+            side = np.minimum(d.boxes[:, 2] - d.boxes[:, 0], d.boxes[:, 3] - d.boxes[:, 1])
+            keep = (d.scores >= self.config.score_threshold) & (side >= self.config.min_face)
+            out.append(d.select(keep))
+        return out

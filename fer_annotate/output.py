@@ -1,0 +1,203 @@
+"""Write the per-frame table: CSV, Parquet or ABAW challenge files, always atomically, plus a JSON sidecar.
+
+Every writer writes into temporary files next to the destination and renames them into place only when
+the whole video is done, so an interrupted or failed run never leaves output that looks complete. The
+sidecar (`OUT.json`) is written last and is the mark of a complete result.
+"""
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+IDENTITY_COLUMNS = ["video", "frame", "time_s", "face_id", "status", "score", "x1", "y1", "x2", "y2"]
+FORMATS = ("csv", "parquet", "abaw")
+EXPR_ABAW_HEADER = "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise"
+
+
+@dataclass
+class TableSchema:
+    """The columns of a run: identity and face columns, then those of the tasks the bundle provides."""
+
+    au_names: list[str] = field(default_factory=list)
+    expr_names: list[str] = field(default_factory=list)
+    has_va: bool = False
+
+    @property
+    def columns(self) -> list[str]:
+        cols = list(IDENTITY_COLUMNS)
+        if self.au_names:
+            for au in self.au_names:
+                cols += [f"{au_column(au)}_prob", au_column(au)]
+            cols.append("au_std")
+        if self.expr_names:
+            cols.append("expression")
+            cols += [f"expr_{name}" for name in self.expr_names]
+            cols.append("expr_std")
+        if self.has_va:
+            cols += ["valence", "arousal", "valence_std", "arousal_std"]
+        return cols
+
+
+def au_column(name: str) -> str:
+    """`AU1` -> `AU01`, as OpenFace and py-feat spell them."""
+    digits = "".join(ch for ch in name if ch.isdigit())
+    return f"AU{int(digits):02d}" if digits else name
+
+
+def output_suffix(fmt: str) -> str:
+    """The file suffix of a format; ABAW output is a folder."""
+    return {"csv": ".csv", "parquet": ".parquet", "abaw": ""}[fmt]
+
+
+def _temp_beside(path: Path, suffix: str = "") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial" + suffix, dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+class TableWriter:
+    """Streams row chunks into a temporary file; `commit` renames it into place, `abort` removes it."""
+
+    def __init__(self, path: Path, schema: TableSchema, fmt: str, video_name: str, n_frames: int):
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown format {fmt!r}")
+        self.path, self.schema, self.fmt = Path(path), schema, fmt
+        self.video_name, self.n_frames = video_name, n_frames
+        self.rows = 0
+        self._parquet = None
+        self._abaw: dict[int, dict[str, np.ndarray]] = {}
+        self._temp = None if fmt == "abaw" else _temp_beside(self.path)
+        if fmt == "csv":
+            pd.DataFrame(columns=schema.columns).to_csv(self._temp, index=False)
+
+    def write(self, rows: list[dict]) -> None:
+        """Append rows (dicts keyed by column; missing keys are empty cells)."""
+        if not rows:
+            return
+        df = pd.DataFrame.from_records(rows, columns=self.schema.columns)
+        self.rows += len(df)
+        if self.fmt == "csv":
+            df.to_csv(self._temp, mode="a", header=False, index=False, float_format="%.6g")
+        elif self.fmt == "parquet":
+            self._write_parquet(df)
+        else:
+            self._collect_abaw(df)
+
+    def _write_parquet(self, df: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        df = df.astype({"face_id": "Int64", "frame": "int64"})
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        if self._parquet is None:
+            self._schema = table.schema
+            self._parquet = pq.ParquetWriter(self._temp, self._schema)
+        self._parquet.write_table(table.cast(self._schema))
+
+    def _collect_abaw(self, df: pd.DataFrame) -> None:
+        s = self.schema
+        au_cols = [au_column(a) for a in s.au_names]
+        for row in df[df["status"] == "ok"].itertuples(index=False):
+            rec = row._asdict()
+            face = self._abaw.setdefault(int(rec["face_id"]), self._empty_abaw())
+            f = int(rec["frame"])
+            if au_cols:
+                face["AU"][f] = [rec[c] for c in au_cols]
+            if s.expr_names:
+                face["EXPR"][f] = s.expr_names.index(rec["expression"])
+            if s.has_va:
+                face["VA"][f] = [rec["valence"], rec["arousal"]]
+
+    def _empty_abaw(self) -> dict[str, np.ndarray]:
+        n = self.n_frames
+        return {
+            "AU": np.full((n, len(self.schema.au_names)), -1, dtype=np.int64),
+            "EXPR": np.full(n, -1, dtype=np.int64),
+            "VA": np.full((n, 2), -5.0),
+        }
+
+    def _write_abaw(self, folder: Path) -> None:
+        """ABAW files: header, then one line per video frame; -1 (AU, EXPR) / -5 (VA) where no face."""
+        s = self.schema
+        faces = self._abaw or {0: self._empty_abaw()}
+        for face_id, arrays in sorted(faces.items()):
+            stem = self.video_name if len(faces) == 1 else f"{self.video_name}_face{face_id}"
+            if s.au_names:
+                header = ",".join(s.au_names)
+                lines = [",".join(str(int(v)) for v in r) for r in arrays["AU"]]
+                (folder / "AU_Set").mkdir(exist_ok=True)
+                (folder / "AU_Set" / f"{stem}.txt").write_text("\n".join([header, *lines]) + "\n")
+            if s.expr_names:
+                lines = [str(int(v)) for v in arrays["EXPR"]]
+                (folder / "EXPR_Set").mkdir(exist_ok=True)
+                (folder / "EXPR_Set" / f"{stem}.txt").write_text("\n".join([EXPR_ABAW_HEADER, *lines]) + "\n")
+            if s.has_va:
+                lines = [f"{v:.6g},{a:.6g}" if v > -5 else "-5,-5" for v, a in arrays["VA"]]
+                (folder / "VA_Set").mkdir(exist_ok=True)
+                (folder / "VA_Set" / f"{stem}.txt").write_text("\n".join(["valence,arousal", *lines]) + "\n")
+
+    def commit(self) -> None:
+        """Move the finished output into place."""
+        if self.fmt == "abaw":
+            staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self._parent()))
+            self._write_abaw(staging)
+            if self.path.exists():
+                _remove_tree(self.path)
+            os.replace(staging, self.path)
+            return
+        if self._parquet is not None:
+            self._parquet.close()
+        elif self.fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            empty = pd.DataFrame(columns=self.schema.columns)
+            pq.write_table(pa.Table.from_pandas(empty, preserve_index=False), self._temp)
+        os.replace(self._temp, self.path)
+
+    def _parent(self) -> Path:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return self.path.parent
+
+    def abort(self) -> None:
+        """Remove the temporary output of a failed run."""
+        if self._parquet is not None:
+            self._parquet.close()
+        if self._temp is not None and self._temp.exists():
+            self._temp.unlink()
+
+
+def _remove_tree(path: Path) -> None:
+    for child in sorted(path.rglob("*"), key=lambda p: -len(p.parts)):
+        child.rmdir() if child.is_dir() else child.unlink()
+    path.rmdir()
+
+
+def sidecar_path(output: Path) -> Path:
+    """Where the JSON sidecar of an output goes."""
+    return output.with_name(output.name + ".json")
+
+
+def write_sidecar(output: Path, meta: dict) -> None:
+    """Write the sidecar atomically; it is written last and marks the output as complete."""
+    path = sidecar_path(output)
+    temp = _temp_beside(path)
+    temp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    os.replace(temp, path)
+
+
+def is_complete(output: Path) -> bool:
+    """Whether an output and its sidecar exist and the sidecar marks it complete."""
+    side = sidecar_path(output)
+    if not output.exists() or not side.is_file():
+        return False
+    try:
+        return bool(json.loads(side.read_text()).get("complete"))
+    except (OSError, ValueError):
+        return False

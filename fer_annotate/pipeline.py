@@ -1,0 +1,360 @@
+"""Annotate one video: decode -> detect -> align -> model -> track -> temporal -> output, streaming.
+
+Frames are decoded on a background thread while the previous batch is processed. Every detection is
+aligned and run through the ensemble as soon as its batch is detected; the tracker then assigns ids with
+a lag of a few frames, the per-face temporal filters smooth within each track, and rows leave in frame
+order. Only a bounded window of frames is held at any time, so memory stays flat on long videos.
+"""
+
+import json
+import platform
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from fer_annotate import __version__
+from fer_annotate.align import CropTemplate, face_transforms, warp_crops
+from fer_annotate.detect import Detections, DetectorConfig, FaceDetector
+from fer_annotate.output import TableSchema, TableWriter, sidecar_path, write_sidecar
+from fer_annotate.track import Tracker, TrackerConfig
+from fer_annotate.video import Sampling, Video
+
+if TYPE_CHECKING:
+    from fer_annotate.model import ModelStage
+
+DEFAULT_TEMPLATE = [[0.375, 0.25], [0.625, 0.25], [0.5, 0.55], [0.5, 0.75]]
+WRITE_EVERY = 256
+
+
+@dataclass
+class AnnotateConfig:
+    """Everything that decides how a video is annotated (recorded in the sidecar)."""
+
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    sampling: Sampling = field(default_factory=Sampling)
+    batch_size: int = 16
+    fmt: str = "csv"
+    save_crops: Path | None = None
+    device: str = "cpu"
+
+
+@dataclass
+class RunSummary:
+    """What one video run produced."""
+
+    video: str
+    output: str
+    frames_decoded: int
+    frames_sampled: int
+    frames_with_face: int
+    rows: int
+    face_ids: int
+    seconds: float
+    stage_seconds: dict[str, float]
+
+
+@dataclass
+class _Frame:
+    """A sampled frame waiting for the tracker: its detections and per-detection results."""
+
+    index: int
+    time_s: float
+    dets: Detections
+    results: list[dict]
+    crops: torch.Tensor | None
+
+
+def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
+    """Run an iterator on a background thread (decoding overlaps compute); re-raises its errors here."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+
+    def work() -> None:
+        try:
+            for item in it:
+                q.put(item)
+        except BaseException as exc:  # handed to the consumer
+            q.put(exc)
+        q.put(done)
+
+    threading.Thread(target=work, daemon=True).start()
+    while True:
+        item = q.get()
+        if item is done:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def _versions() -> dict[str, str]:
+    import decord
+    import face_alignment
+    import pandas
+
+    return {
+        "fer_annotate": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "decord": decord.__version__,
+        "face_alignment": face_alignment.__version__,
+        "numpy": np.__version__,
+        "pandas": pandas.__version__,
+    }
+
+
+class Annotator:
+    """Holds the detector and the model stage; annotates videos one after another."""
+
+    def __init__(self, config: AnnotateConfig, model: "ModelStage | None" = None):
+        self.config = config
+        self.detector = FaceDetector(config.detector)
+        self.model = model
+        if model is not None:
+            self.template = model.template
+        else:
+            self.template = CropTemplate(DEFAULT_TEMPLATE, size=112, box_scale=1.0)
+
+    def schema(self) -> TableSchema:
+        return self.model.schema() if self.model is not None else TableSchema()
+
+    def run(
+        self,
+        video_path: Path,
+        output: Path,
+        on_frames: Callable[[int, int], None] | None = None,
+        arguments: dict | None = None,
+    ) -> RunSummary:
+        """Annotate one video into `output` (+ sidecar); on any error nothing that looks complete is left."""
+        started = time.time()
+        video = Video(video_path)
+        indices = video.select(self.config.sampling)
+        side = sidecar_path(output)
+        if side.exists():
+            side.unlink()
+        writer = TableWriter(output, self.schema(), self.config.fmt, Path(video_path).stem, video.info.n_frames)
+        try:
+            stats = self._annotate(video, indices, writer, on_frames)
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        seconds = time.time() - started
+        summary = RunSummary(
+            video=str(video_path),
+            output=str(output),
+            frames_decoded=video.info.n_frames,
+            frames_sampled=len(indices),
+            frames_with_face=stats["frames_with_face"],
+            rows=writer.rows,
+            face_ids=stats["face_ids"],
+            seconds=seconds,
+            stage_seconds=stats["stages"],
+        )
+        write_sidecar(output, self._metadata(video, summary, arguments))
+        return summary
+
+    def _metadata(self, video: Video, summary: RunSummary, arguments: dict | None) -> dict:
+        cfg = self.config
+        return {
+            "complete": True,
+            "tool": "fer-annotate",
+            "versions": _versions(),
+            "arguments": arguments or {},
+            "config": json.loads(json.dumps(asdict(cfg), default=str)),
+            "detector": cfg.detector.name,
+            "device": cfg.device,
+            "model": self.model.describe() if self.model is not None else None,
+            "columns": self.schema().columns,
+            "video": asdict(video.info),
+            "frames": {
+                "decoded": summary.frames_decoded,
+                "sampled": summary.frames_sampled,
+                "with_face": summary.frames_with_face,
+                "no_face": summary.frames_sampled - summary.frames_with_face,
+                "rows": summary.rows,
+                "face_ids": summary.face_ids,
+            },
+            "timing": {
+                "seconds": round(summary.seconds, 3),
+                "frames_per_second": round(summary.frames_sampled / max(summary.seconds, 1e-9), 2),
+                "stages": {k: round(v, 3) for k, v in summary.stage_seconds.items()},
+            },
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+
+    def _annotate(
+        self, video: Video, indices: np.ndarray, writer: TableWriter, on_frames: Callable[[int, int], None] | None
+    ) -> dict:
+        cfg = self.config
+        tracker = Tracker(cfg.tracker)
+        stages = dict.fromkeys(("decode", "detect", "align", "model", "track", "write"), 0.0)
+        pending: dict[int, _Frame] = {}
+        emitter = _Emitter(Path(video.path).stem, self.model, writer, stages)
+        done = 0
+        tic = time.perf_counter()
+        for batch in _prefetch(video.batches(indices, cfg.batch_size)):
+            stages["decode"] += time.perf_counter() - tic
+            tic = time.perf_counter()
+            frames = torch.from_numpy(batch.frames)
+            if cfg.device != "cpu":
+                frames = frames.pin_memory().to(cfg.device, non_blocking=True)
+            found = self.detector(frames)
+            stages["detect"] += time.perf_counter() - tic
+            results, crops = self._faces(frames, found, stages)
+            tic = time.perf_counter()
+            for j, dets in enumerate(found):
+                pos = tracker.position + 1
+                pending[pos] = _Frame(int(batch.indices[j]), float(batch.times[j]), dets, results[j], crops[j])
+                tracker.update(dets.boxes, float(batch.times[j]))
+                for fpos, ids in tracker.finalize():
+                    emitter.emit(pending.pop(fpos), ids, self._save_crop)
+            stages["track"] += time.perf_counter() - tic
+            done += len(batch.indices)
+            if on_frames is not None:
+                on_frames(done, len(indices))
+            tic = time.perf_counter()
+        for fpos, ids in tracker.finalize(flush=True):
+            emitter.emit(pending.pop(fpos), ids, self._save_crop)
+        emitter.close()
+        return {"frames_with_face": emitter.frames_with_face, "face_ids": tracker.next_id, "stages": stages}
+
+    def _faces(
+        self, frames: torch.Tensor, found: list[Detections], stages: dict[str, float]
+    ) -> tuple[list[list[dict]], list[torch.Tensor | None]]:
+        """Align every detection of a batch and run the model on the crops, batched."""
+        counts = [len(d) for d in found]
+        empty: list[list[dict]] = [[{} for _ in range(n)] for n in counts]
+        need_crops = self.model is not None or self.config.save_crops is not None
+        if not need_crops or sum(counts) == 0:
+            return empty, [None] * len(found)
+        tic = time.perf_counter()
+        frame_idx = np.repeat(np.arange(len(found)), counts)
+        boxes = np.concatenate([d.boxes for d in found])
+        kps = [d.keypoints for d in found if len(d)]
+        keypoints = None if any(k is None for k in kps) else np.concatenate(kps)
+        transforms = face_transforms(boxes, keypoints, self.template)
+        crops = warp_crops(frames, frame_idx, transforms, self.template.size)
+        stages["align"] += time.perf_counter() - tic
+        results = empty
+        if self.model is not None:
+            tic = time.perf_counter()
+            flat = self.model.predict(crops)
+            stages["model"] += time.perf_counter() - tic
+            results, k = [], 0
+            for n in counts:
+                results.append(flat[k : k + n])
+                k += n
+        per_frame = list(torch.split(crops, counts)) if self.config.save_crops is not None else [None] * len(found)
+        return results, per_frame
+
+    def _save_crop(self, video_stem: str, frame: _Frame, det: int, face_id: int) -> None:
+        import torchvision
+
+        folder = Path(self.config.save_crops) / video_stem
+        folder.mkdir(parents=True, exist_ok=True)
+        torchvision.io.write_png(frame.crops[det].cpu(), str(folder / f"{frame.index:06d}_face{face_id}.png"))
+
+
+class _Emitter:
+    """Turns settled frames into rows: per-face temporal filters, then frame order, then the writer."""
+
+    def __init__(self, video: str, model: "ModelStage | None", writer: TableWriter, stages: dict[str, float]):
+        self.video, self.model, self.writer, self.stages = video, model, writer, stages
+        self.frames_with_face = 0
+        self.order: dict[int, list] = {}
+        self.next_frame: deque[int] = deque()
+        self.waiting: dict[int, int] = {}
+        self.rows: list[dict] = []
+        self.filters: dict[int, object] = {}
+        self.last_time: dict[int, float] = {}
+
+    def emit(self, frame: _Frame, ids: dict[int, int], save_crop: Callable | None) -> None:
+        base = {"video": self.video, "frame": frame.index, "time_s": round(frame.time_s, 6)}
+        if not ids:
+            self._ready(frame.index, [{**base, "status": "no_face"}])
+            self._stale(frame.time_s)
+            return
+        self.frames_with_face += 1
+        self.order[frame.index] = []
+        self.next_frame.append(frame.index)
+        self.waiting[frame.index] = len(ids)
+        for det, face_id in sorted(ids.items(), key=lambda kv: kv[1]):
+            box = frame.dets.boxes[det]
+            row = {
+                **base,
+                "face_id": face_id,
+                "status": "ok",
+                "score": round(float(frame.dets.scores[det]), 4),
+                "x1": round(float(box[0]), 1),
+                "y1": round(float(box[1]), 1),
+                "x2": round(float(box[2]), 1),
+                "y2": round(float(box[3]), 1),
+            }
+            if frame.crops is not None and save_crop is not None:
+                save_crop(self.video, frame, det, face_id)
+            self._push(face_id, frame, row, frame.results[det])
+        self._stale(frame.time_s)
+
+    def _push(self, face_id: int, frame: _Frame, row: dict, result: dict) -> None:
+        if self.model is None:
+            self._done(frame.index, row)
+            return
+        filt = self.filters.get(face_id)
+        if filt is None:
+            filt = self.filters[face_id] = self.model.new_filter()
+        self.last_time[face_id] = frame.time_s
+        for index, out in filt.push(frame.index, frame.time_s, (row, result)):
+            self._done(index, out)
+
+    def _stale(self, now: float) -> None:
+        """Flush the filters of faces not seen for longer than a segment gap (their segment has ended)."""
+        if self.model is None:
+            return
+        for face_id in [f for f, t in self.last_time.items() if now - t > self.model.max_gap_s]:
+            for index, out in self.filters.pop(face_id).flush():
+                self._done(index, out)
+            del self.last_time[face_id]
+
+    def _done(self, index: int, row: dict) -> None:
+        self.order[index].append(row)
+        self.waiting[index] -= 1
+        self._release()
+
+    def _ready(self, index: int, rows: list[dict]) -> None:
+        self.order[index] = rows
+        self.next_frame.append(index)
+        self.waiting[index] = 0
+        self._release()
+
+    def _release(self) -> None:
+        while self.next_frame and self.waiting[self.next_frame[0]] == 0:
+            index = self.next_frame.popleft()
+            del self.waiting[index]
+            self.rows.extend(sorted(self.order.pop(index), key=lambda r: r.get("face_id", -1)))
+        if len(self.rows) >= WRITE_EVERY:
+            self._write()
+
+    def _write(self) -> None:
+        tic = time.perf_counter()
+        self.writer.write(self.rows)
+        self.rows = []
+        self.stages["write"] += time.perf_counter() - tic
+
+    def close(self) -> None:
+        for face_id in list(self.filters):
+            for index, out in self.filters.pop(face_id).flush():
+                self._done(index, out)
+        self._release()
+        if self.next_frame:
+            raise RuntimeError(f"internal error: {len(self.next_frame)} frames never completed")
+        self._write()

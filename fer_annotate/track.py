@@ -1,0 +1,166 @@
+"""Stable face ids over a whole video: association by overlap and motion, confirmed births, timed deaths.
+
+A detection starts a tentative track; the track is confirmed (and only then gets an id) after `min_hits`
+consecutive hits, so one-frame false positives never consume an id. A confirmed track survives up to
+`max_misses` sampled frames without a detection (occlusion, a missed detection) and keeps its id; after
+that it ends and its id is never reused. Boxes are predicted forward with a constant-velocity model in
+container time, so association works under sampling and variable frame rate.
+
+Because a birth is decided `min_hits - 1` frames late, results come out with that lag: `update` takes a
+frame, `finalize` returns the frames whose assignments can no longer change.
+"""
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class TrackerConfig:
+    """Association and life-cycle settings."""
+
+    min_hits: int = 3
+    max_misses: int = 10
+    iou_threshold: float = 0.2
+    max_centre_shift: float = 0.6
+    max_size_ratio: float = 1.6
+    velocity_smoothing: float = 0.5
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over union of boxes a [N,4] and b [M,4] (x1, y1, x2, y2)."""
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+
+
+def _cxcywh(box: np.ndarray) -> np.ndarray:
+    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2, box[2] - box[0], box[3] - box[1]])
+
+
+def _xyxy(c: np.ndarray) -> np.ndarray:
+    return np.array([c[0] - c[2] / 2, c[1] - c[3] / 2, c[0] + c[2] / 2, c[1] + c[3] / 2])
+
+
+@dataclass
+class _Track:
+    state: np.ndarray
+    time_s: float
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))
+    hits: int = 1
+    misses: int = 0
+    face_id: int | None = None
+    pending: list[tuple[int, int]] = field(default_factory=list)
+
+    def predict(self, time_s: float) -> np.ndarray:
+        return _xyxy(self.state + self.velocity * (time_s - self.time_s))
+
+
+class Tracker:
+    """Assigns stable face ids to per-frame detections, frame by frame."""
+
+    def __init__(self, config: TrackerConfig | None = None):
+        self.config = config or TrackerConfig()
+        self.tracks: list[_Track] = []
+        self.next_id = 0
+        self.position = -1
+        self.frames: deque[tuple[int, dict[int, int]]] = deque()
+
+    def _similarity(self, predicted: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """Overlap where boxes overlap enough, else a gated centre-distance score below any overlap match."""
+        cfg = self.config
+        iou = iou_matrix(predicted, boxes)
+        p, d = np.array([_cxcywh(b) for b in predicted]), np.array([_cxcywh(b) for b in boxes])
+        scale = np.sqrt(np.maximum(p[:, None, 2] * p[:, None, 3], 1.0))
+        shift = np.hypot(p[:, None, 0] - d[None, :, 0], p[:, None, 1] - d[None, :, 1]) / scale
+        ratio = np.sqrt((d[None, :, 2] * d[None, :, 3]) / np.maximum(p[:, None, 2] * p[:, None, 3], 1e-9))
+        size_ok = (ratio < cfg.max_size_ratio) & (ratio > 1 / cfg.max_size_ratio)
+        near = size_ok & (shift < cfg.max_centre_shift)
+        fallback = np.where(near, cfg.iou_threshold * (1 - shift / cfg.max_centre_shift), 0.0)
+        return np.where((iou >= cfg.iou_threshold) & size_ok, iou + 1.0, fallback)
+
+    def _match(self, boxes: np.ndarray, time_s: float) -> dict[int, int]:
+        """Greedy best-first matching of live tracks to detections; returns {detection: track index}."""
+        if not self.tracks or not len(boxes):
+            return {}
+        predicted = np.array([t.predict(time_s) for t in self.tracks])
+        sim = self._similarity(predicted, boxes)
+        confirmed = np.array([t.face_id is not None for t in self.tracks])
+        sim = sim + np.where(sim > 0, 0.5 * confirmed[:, None], 0.0)
+        matches: dict[int, int] = {}
+        used: set[int] = set()
+        for flat in np.argsort(-sim, axis=None):
+            ti, di = np.unravel_index(flat, sim.shape)
+            if sim[ti, di] <= 0:
+                break
+            if ti in used or di in matches:
+                continue
+            matches[int(di)] = int(ti)
+            used.add(int(ti))
+        return matches
+
+    def update(self, boxes: np.ndarray, time_s: float) -> None:
+        """Take the detections [K,4] of the next sampled frame."""
+        cfg = self.config
+        self.position += 1
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        self.frames.append((self.position, {}))
+        matches = self._match(boxes, time_s)
+        matched_tracks = set(matches.values())
+        survivors = []
+        for ti, track in enumerate(self.tracks):
+            if ti not in matched_tracks:
+                track.misses += 1
+                if track.face_id is None or track.misses > cfg.max_misses:
+                    continue
+            survivors.append(track)
+        for di, ti in matches.items():
+            self._extend(self.tracks[ti], boxes[di], di, time_s)
+        for di in range(len(boxes)):
+            if di not in matches:
+                track = _Track(state=_cxcywh(boxes[di]), time_s=time_s)
+                survivors.append(track)
+                self._record(track, di)
+        self.tracks = survivors
+
+    def _extend(self, track: _Track, box: np.ndarray, det: int, time_s: float) -> None:
+        """Move a track to its new detection and update its velocity estimate."""
+        new = _cxcywh(box)
+        dt = time_s - track.time_s
+        if dt > 0:
+            a = self.config.velocity_smoothing if track.hits > 1 else 0.0
+            track.velocity = a * track.velocity + (1 - a) * (new - track.state) / dt
+        track.state, track.time_s = new, time_s
+        track.hits += 1
+        track.misses = 0
+        self._record(track, det)
+
+    def _record(self, track: _Track, det: int) -> None:
+        """Note the detection in the current frame: under the id, or pending until the track is confirmed."""
+        if track.face_id is None:
+            track.pending.append((self.position, det))
+            if track.hits < self.config.min_hits:
+                return
+            track.face_id = self.next_id
+            self.next_id += 1
+            first = self.frames[0][0]
+            for pos, d in track.pending:
+                self.frames[pos - first][1][d] = track.face_id
+            track.pending.clear()
+        else:
+            self.frames[-1][1][det] = track.face_id
+
+    def finalize(self, flush: bool = False) -> list[tuple[int, dict[int, int]]]:
+        """Frames whose ids are settled, oldest first: (frame position, {detection index: face_id})."""
+        lag = 0 if flush else self.config.min_hits - 1
+        out = []
+        while self.frames and self.frames[0][0] <= self.position - lag:
+            out.append(self.frames.popleft())
+        return out

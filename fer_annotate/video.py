@@ -1,0 +1,163 @@
+"""Decode a video with decord: frames in batches, container timestamps, time window and sampling.
+
+Timestamps are the presentation timestamps decord reads from the container (the start of each frame),
+never index / fps, so variable-frame-rate video gets exact times.
+"""
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import decord
+import numpy as np
+
+decord.logging.set_level(decord.logging.QUIET)
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
+
+
+class VideoError(Exception):
+    """A video that cannot be read; the message is one line naming the file."""
+
+
+@dataclass
+class Sampling:
+    """Which frames to annotate: a time window in seconds and every Nth frame or a target rate."""
+
+    start_s: float | None = None
+    end_s: float | None = None
+    every: int = 1
+    fps: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError("every must be >= 1")
+        if self.fps is not None and self.fps <= 0:
+            raise ValueError("fps must be > 0")
+        if self.start_s is not None and self.end_s is not None and self.end_s <= self.start_s:
+            raise ValueError("end must be after start")
+
+
+@dataclass
+class VideoInfo:
+    """What the container says about a video."""
+
+    path: str
+    n_frames: int
+    width: int
+    height: int
+    avg_fps: float
+    duration_s: float
+
+
+@dataclass
+class FrameBatch:
+    """Decoded frames: indices into the video, their container timestamps and RGB pixels [B, H, W, 3]."""
+
+    indices: np.ndarray
+    times: np.ndarray
+    frames: np.ndarray
+
+
+@contextmanager
+def _captured_stderr() -> Iterator[list[str]]:
+    """Collect what native code prints on stderr (ffmpeg/dmlc logs) so errors stay one line."""
+    lines: list[str] = []
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(sink.read().decode("utf-8", "replace").splitlines())
+
+
+def _reason(exc: Exception, logs: list[str]) -> str:
+    """The most telling line of a decoder failure."""
+    text = " ".join([*logs, str(exc)])
+    for needle, reason in (
+        ("moov atom not found", "not a readable video container (no index: empty, truncated or not a video)"),
+        ("Invalid data found", "not a video file (invalid data)"),
+        ("partial file", "truncated file"),
+        ("av_read_frame failed", "truncated or corrupt video (reading packets failed)"),
+        ("filter graph", "corrupt or truncated video (frame decoding failed)"),
+    ):
+        if needle in text:
+            return reason
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"cannot decode: {first[:200]}"
+
+
+class Video:
+    """A decord reader with container timestamps and batched, sampled frame access."""
+
+    def __init__(self, path: str | Path, width: int = -1, height: int = -1):
+        self.path = str(path)
+        p = Path(path)
+        if not p.exists():
+            raise VideoError(f"{self.path}: no such file")
+        if not p.is_file():
+            raise VideoError(f"{self.path}: not a file")
+        if p.stat().st_size == 0:
+            raise VideoError(f"{self.path}: empty file (0 bytes)")
+        with _captured_stderr() as logs:
+            try:
+                self._reader = decord.VideoReader(self.path, ctx=decord.cpu(0), width=width, height=height)
+                n = len(self._reader)
+                stamps = self._reader.get_frame_timestamp(range(n)) if n else np.zeros((0, 2))
+            except Exception as exc:  # decord raises DECORDError / RuntimeError with multi-line logs
+                raise VideoError(f"{self.path}: {_reason(exc, logs)}") from None
+        if n == 0:
+            raise VideoError(f"{self.path}: no video frames")
+        self.times = np.asarray(stamps[:, 0], dtype=np.float64)
+        if not np.all(np.isfinite(self.times)):
+            raise VideoError(f"{self.path}: container has invalid timestamps")
+        first = self._reader[0].shape
+        self.info = VideoInfo(
+            path=self.path,
+            n_frames=n,
+            width=int(first[1]),
+            height=int(first[0]),
+            avg_fps=float(self._reader.get_avg_fps()),
+            duration_s=float(stamps[-1, 1] - stamps[0, 0]) if n else 0.0,
+        )
+        self._reader.seek(0)
+
+    def select(self, sampling: Sampling) -> np.ndarray:
+        """Indices of the frames to annotate, chosen by container time."""
+        t = self.times
+        keep = np.ones(len(t), dtype=bool)
+        if sampling.start_s is not None:
+            keep &= t >= sampling.start_s - 1e-6
+        if sampling.end_s is not None:
+            keep &= t < sampling.end_s - 1e-6
+        idx = np.flatnonzero(keep)
+        if sampling.fps is not None and len(idx):
+            slot = np.floor((t[idx] - t[idx[0]]) * sampling.fps + 1e-6).astype(np.int64)
+            first_of_slot = np.concatenate([[True], slot[1:] != slot[:-1]])
+            idx = idx[first_of_slot]
+        return idx[:: sampling.every]
+
+    def batches(self, indices: np.ndarray, batch_size: int = 16) -> Iterator[FrameBatch]:
+        """Decode the chosen frames in order, batch by batch (memory stays flat)."""
+        for s in range(0, len(indices), batch_size):
+            chunk = indices[s : s + batch_size]
+            with _captured_stderr() as logs:
+                try:
+                    frames = self._reader.get_batch(chunk.tolist()).asnumpy()
+                except Exception as exc:
+                    raise VideoError(
+                        f"{self.path}: {_reason(exc, logs)} at frame {int(chunk[0])} of {self.info.n_frames}"
+                    ) from None
+            yield FrameBatch(indices=chunk, times=self.times[chunk], frames=frames)
+
+
+def find_videos(root: Path) -> list[Path]:
+    """Video files under a folder, recursively, by extension, in a stable order."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
