@@ -15,6 +15,10 @@ import torch
 import torch.nn.functional as F
 
 DETECTORS = ("blazeface", "blazeface-back", "sfd", "retinaface", "dlib")
+# Mean score a new track's first hits need before it gets an id (per detector: their scores differ in scale).
+# BlazeFace values measured on the fixture videos: real faces score 0.71-0.95 (front) and 0.57-0.91 (back),
+# false positives on the no-face title card 0.50-0.68 (see README, "Detectors").
+CONFIRM_SCORE = {"blazeface": 0.8, "blazeface-back": 0.6, "sfd": 0.8, "retinaface": 0.8, "dlib": 0.5}
 
 
 class DetectorError(Exception):
@@ -25,7 +29,7 @@ class DetectorError(Exception):
 class DetectorConfig:
     """Which detector and how strict: score threshold, minimum face side in original pixels."""
 
-    name: str = "blazeface-back"
+    name: str = "blazeface"
     score_threshold: float = 0.5
     min_face: float = 20.0
     max_side: int = 640

@@ -215,7 +215,7 @@ class Annotator:
             for j, dets in enumerate(found):
                 pos = tracker.position + 1
                 pending[pos] = _Frame(int(batch.indices[j]), float(batch.times[j]), dets, results[j], crops[j])
-                tracker.update(dets.boxes, float(batch.times[j]))
+                tracker.update(dets.boxes, float(batch.times[j]), dets.scores)
                 for fpos, ids in tracker.finalize():
                     emitter.emit(pending.pop(fpos), ids, self._save_crop)
             stages["track"] += time.perf_counter() - tic

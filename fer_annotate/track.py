@@ -1,9 +1,10 @@
 """Stable face ids over a whole video: association by overlap and motion, confirmed births, timed deaths.
 
-A detection starts a tentative track; the track is confirmed (and only then gets an id) after `min_hits`
-consecutive hits, so one-frame false positives never consume an id. A confirmed track survives up to
-`max_misses` sampled frames without a detection (occlusion, a missed detection) and keeps its id; after
-that it ends and its id is never reused. Boxes are predicted forward with a constant-velocity model in
+A detection starts a tentative track; the track is confirmed (and only then gets an id) once its
+last `min_hits` consecutive hits have a mean detector score of at least `confirm_score`, so short-lived
+false positives never consume an id and a known face keeps its weaker detections (turned head, blur).
+A confirmed track survives up to `max_misses` sampled frames without a detection (occlusion, a missed
+detection) and keeps its id; after that it ends and its id is never reused. Boxes are predicted forward with a constant-velocity model in
 container time, so association works under sampling and variable frame rate.
 
 Because a birth is decided `min_hits - 1` frames late, results come out with that lag: `update` takes a
@@ -21,6 +22,7 @@ class TrackerConfig:
     """Association and life-cycle settings."""
 
     min_hits: int = 3
+    confirm_score: float = 0.0
     max_misses: int = 10
     iou_threshold: float = 0.2
     max_centre_shift: float = 0.6
@@ -57,7 +59,7 @@ class _Track:
     hits: int = 1
     misses: int = 0
     face_id: int | None = None
-    pending: list[tuple[int, int]] = field(default_factory=list)
+    pending: list[tuple[int, int, float]] = field(default_factory=list)
 
     def predict(self, time_s: float) -> np.ndarray:
         return _xyxy(self.state + self.velocity * (time_s - self.time_s))
@@ -106,11 +108,12 @@ class Tracker:
             used.add(int(ti))
         return matches
 
-    def update(self, boxes: np.ndarray, time_s: float) -> None:
-        """Take the detections [K,4] of the next sampled frame."""
+    def update(self, boxes: np.ndarray, time_s: float, scores: np.ndarray | None = None) -> None:
+        """Take the detections [K,4] (and their scores [K]) of the next sampled frame."""
         cfg = self.config
         self.position += 1
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        scores = np.ones(len(boxes)) if scores is None else np.asarray(scores, dtype=np.float64)
         self.frames.append((self.position, {}))
         matches = self._match(boxes, time_s)
         matched_tracks = set(matches.values())
@@ -122,15 +125,15 @@ class Tracker:
                     continue
             survivors.append(track)
         for di, ti in matches.items():
-            self._extend(self.tracks[ti], boxes[di], di, time_s)
+            self._extend(self.tracks[ti], boxes[di], di, float(scores[di]), time_s)
         for di in range(len(boxes)):
             if di not in matches:
                 track = _Track(state=_cxcywh(boxes[di]), time_s=time_s)
                 survivors.append(track)
-                self._record(track, di)
+                self._record(track, di, float(scores[di]))
         self.tracks = survivors
 
-    def _extend(self, track: _Track, box: np.ndarray, det: int, time_s: float) -> None:
+    def _extend(self, track: _Track, box: np.ndarray, det: int, score: float, time_s: float) -> None:
         """Move a track to its new detection and update its velocity estimate."""
         new = _cxcywh(box)
         dt = time_s - track.time_s
@@ -140,19 +143,21 @@ class Tracker:
         track.state, track.time_s = new, time_s
         track.hits += 1
         track.misses = 0
-        self._record(track, det)
+        self._record(track, det, score)
 
-    def _record(self, track: _Track, det: int) -> None:
+    def _record(self, track: _Track, det: int, score: float) -> None:
         """Note the detection in the current frame: under the id, or pending until the track is confirmed."""
         if track.face_id is None:
-            track.pending.append((self.position, det))
-            if track.hits < self.config.min_hits:
+            cfg = self.config
+            track.pending = [*track.pending, (self.position, det, score)][-cfg.min_hits :]
+            if len(track.pending) < cfg.min_hits or np.mean([p[2] for p in track.pending]) < cfg.confirm_score:
                 return
             track.face_id = self.next_id
             self.next_id += 1
             first = self.frames[0][0]
-            for pos, d in track.pending:
-                self.frames[pos - first][1][d] = track.face_id
+            for pos, d, _ in track.pending:
+                if pos >= first:
+                    self.frames[pos - first][1][d] = track.face_id
             track.pending.clear()
         else:
             self.frames[-1][1][det] = track.face_id
