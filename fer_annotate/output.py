@@ -42,6 +42,11 @@ class TableSchema:
             cols += ["valence", "arousal", "valence_std", "arousal_std"]
         return cols
 
+    @property
+    def integer_columns(self) -> list[str]:
+        """Columns holding integers or empty cells (nullable Int64, so 3 is never written as 3.0)."""
+        return ["frame", "face_id", *[au_column(a) for a in self.au_names]]
+
 
 def au_column(name: str) -> str:
     """`AU1` -> `AU01`, as OpenFace and py-feat spell them."""
@@ -81,6 +86,7 @@ class TableWriter:
         if not rows:
             return
         df = pd.DataFrame.from_records(rows, columns=self.schema.columns)
+        df = df.astype(dict.fromkeys(self.schema.integer_columns, "Int64"))
         self.rows += len(df)
         if self.fmt == "csv":
             df.to_csv(self._temp, mode="a", header=False, index=False, float_format="%.6g")
@@ -93,7 +99,6 @@ class TableWriter:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        df = df.astype({"face_id": "Int64", "frame": "int64"})
         table = pa.Table.from_pandas(df, preserve_index=False)
         if self._parquet is None:
             self._schema = table.schema

@@ -4,8 +4,9 @@ A detection starts a tentative track; the track is confirmed (and only then gets
 last `min_hits` consecutive hits have a mean detector score of at least `confirm_score`, so short-lived
 false positives never consume an id and a known face keeps its weaker detections (turned head, blur).
 A confirmed track survives up to `max_misses` sampled frames without a detection (occlusion, a missed
-detection) and keeps its id; after that it ends and its id is never reused. Boxes are predicted forward with a constant-velocity model in
-container time, so association works under sampling and variable frame rate.
+detection) and keeps its id; after that it ends and its id is never reused. Boxes are predicted forward
+with a constant-velocity model in container time, so association works under sampling and variable
+frame rate.
 
 Because a birth is decided `min_hits - 1` frames late, results come out with that lag: `update` takes a
 frame, `finalize` returns the frames whose assignments can no longer change.
