@@ -87,6 +87,7 @@ def _reason(exc: Exception, logs: list[str]) -> str:
         ("partial file", "truncated file"),
         ("av_read_frame failed", "truncated or corrupt video (reading packets failed)"),
         ("filter graph", "corrupt or truncated video (frame decoding failed)"),
+        ("Error reading", "not a readable video (unknown format or corrupt data)"),
     ):
         if needle in text:
             return reason
