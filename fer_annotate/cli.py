@@ -8,6 +8,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from fer_annotate.cli_weights import weights
 from fer_annotate.detect import CONFIRM_SCORE, DETECTORS, DetectorConfig, DetectorError
 from fer_annotate.jobs import JobError, plan_jobs, run_jobs
 from fer_annotate.output import FORMATS
@@ -160,13 +161,4 @@ def _run_with_progress(annotator: Annotator, jobs, overwrite: bool, arguments: d
         return run_jobs(annotator, jobs, overwrite, on_start, on_frames, on_end, arguments)
 
 
-def _mount_weights() -> None:
-    """Add `fer-annotate weights ...` where its module exists."""
-    try:
-        from fer_annotate.cli_weights import weights
-    except ImportError:
-        return
-    main.add_command(weights)
-
-
-_mount_weights()
+main.add_command(weights)
