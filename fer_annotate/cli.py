@@ -128,14 +128,21 @@ def _model_stage(weights: str | None, smooth: str, device: str):
         return None
     from fer_annotate.bundle import BundleError
     from fer_annotate.model import ModelStage
-    from fer_annotate.weights import resolve_bundle
+    from fer_annotate.weights import DEFAULT_BUNDLE, resolve_bundle
 
     try:
         bundle = resolve_bundle(weights)
-        stage = ModelStage(bundle, device, smooth)
+        note = ""
+        if weights is None and bundle.name != DEFAULT_BUNDLE:
+            note = (f"the paper's ensemble {DEFAULT_BUNDLE} is not in the cache, so the shipped offline bundle "
+                    f"{bundle.name} is used (tasks: {'/'.join(bundle.tasks)}); `fer-annotate weights pull "
+                    f"{DEFAULT_BUNDLE}` on a connected machine makes the paper's ensemble the default")
+        stage = ModelStage(bundle, device, smooth, note)
     except BundleError as exc:
         raise ValueError(str(exc)) from None
     console.print(f"model: {stage.summary()}", highlight=False)
+    if note:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
     return stage
 
 

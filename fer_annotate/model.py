@@ -37,8 +37,9 @@ class _RowFilter:
 class ModelStage:
     """A bundle's ensemble on a device, with the smoothing the user chose."""
 
-    def __init__(self, bundle: Bundle, device: str, smooth: str = "gauss"):
+    def __init__(self, bundle: Bundle, device: str, smooth: str = "gauss", note: str = ""):
         self.bundle = bundle
+        self.note = note
         self.smooth = SmoothSpec.parse(smooth)
         self.max_gap_s = self.smooth.max_gap_s
         self.ensemble = Ensemble(bundle, device)
@@ -70,6 +71,7 @@ class ModelStage:
             "path": str(self.bundle.path),
             "manifest": self.bundle.to_manifest(),
             "smoothing": {"kind": self.smooth.kind, "sigma_s": self.smooth.sigma_s, "max_gap_s": self.max_gap_s},
+            "note": self.note,
         }
 
     def predict(self, crops) -> list[EnsembleOutput]:

@@ -107,7 +107,7 @@ def resolve_bundle(name_or_path: str | os.PathLike | None, registry: Registry | 
     """The bundle to annotate with: a bundle folder, a registry name, or None for the default.
 
     The default is the paper's CNN ensemble (deng2020-cnn) when it is in the cache, else the shipped
-    bundle the registry marks as `offline_default` (logged as a warning, since it is not the paper's model).
+    bundle the registry marks as `offline_default` (the CLI says so on the console and in the sidecar).
     """
     registry = registry or load_registry()
     if name_or_path is None:
@@ -116,8 +116,6 @@ def resolve_bundle(name_or_path: str | os.PathLike | None, registry: Registry | 
             return load_bundle(default)
         fallback = registry.offline_default
         if fallback and (registry.location(fallback) / "bundle.json").is_file():
-            log.warning("weights: %s is not in the cache (%s); using the shipped bundle %s",
-                        DEFAULT_BUNDLE, cache_dir(), fallback)
             return load_bundle(registry.location(fallback))
         raise BundleError(f"no weights available: the default {DEFAULT_BUNDLE} is not in the cache ({default}) "
                           f"and no shipped bundle is installed; {_remedy(DEFAULT_BUNDLE)}")
