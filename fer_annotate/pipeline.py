@@ -258,11 +258,12 @@ class Annotator:
         return results, per_frame
 
     def _save_crop(self, video_stem: str, frame: _Frame, det: int, face_id: int) -> None:
-        import torchvision
+        from PIL import Image  # Pillow comes with torchvision
 
         folder = Path(self.config.save_crops) / video_stem
         folder.mkdir(parents=True, exist_ok=True)
-        torchvision.io.write_png(frame.crops[det].cpu(), str(folder / f"{frame.index:06d}_face{face_id}.png"))
+        pixels = frame.crops[det].permute(1, 2, 0).cpu().numpy()
+        Image.fromarray(pixels).save(folder / f"{frame.index:06d}_face{face_id}.png")
 
 
 class _Emitter:
