@@ -6,6 +6,7 @@ face-alignment's cache, `$TORCH_HOME/hub/checkpoints`, downloaded by it on first
 """
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -78,6 +79,15 @@ def _load_error(detector: str, urls: list[str], exc: Exception) -> DetectorError
     )
 
 
+def _load(detector: str, urls: list[str], make: Callable[[], object]) -> object:
+    """Build a face-alignment detector, turning a failed weights download into a DetectorError."""
+    _require_weights(detector, urls)
+    try:
+        return make()
+    except Exception as exc:  # urllib, torch.hub and torch.load raise many kinds
+        raise _load_error(detector, urls, exc) from None
+
+
 def _letterbox(frames: torch.Tensor, size: int) -> tuple[torch.Tensor, float]:
     """Pad frames [B,3,H,W] to a square (bottom/right) and resize to size x size; returns the scale."""
     _, _, h, w = frames.shape
@@ -107,11 +117,8 @@ class BlazeFace:
         name = "blazeface-back" if back else "blazeface"
         prefix = "blazeface_back" if back else "blazeface"
         urls = [bf.models_urls[f"{prefix}_weights"], bf.models_urls[f"{prefix}_anchors"]]
-        _require_weights(name, urls)
-        try:
-            det = bf.BlazeFaceDetector(config.device, back_model=back, min_score_thresh=config.score_threshold)
-        except Exception as exc:
-            raise _load_error(name, urls, exc) from None
+        det = _load(name, urls, lambda: bf.BlazeFaceDetector(
+            config.device, back_model=back, min_score_thresh=config.score_threshold))
         self.net = det.face_detector
         self.size = 256 if back else 128
 
@@ -134,11 +141,7 @@ class SFD:
         from face_alignment.detection.sfd import sfd_detector as sfd
 
         urls = [sfd.models_urls["s3fd"]]
-        _require_weights("sfd", urls)
-        try:
-            self.det = sfd.SFDDetector(config.device, filter_threshold=config.score_threshold)
-        except Exception as exc:
-            raise _load_error("sfd", urls, exc) from None
+        self.det = _load("sfd", urls, lambda: sfd.SFDDetector(config.device, filter_threshold=config.score_threshold))
         self.max_side = config.max_side
 
     def __call__(self, frames: torch.Tensor) -> list[Detections]:
@@ -157,11 +160,8 @@ class RetinaFace:
         from face_alignment.detection.retinaface import retinaface_detector as rf
 
         urls = [rf.models_urls["retinaface_mobilenet0.25"]]
-        _require_weights("retinaface", urls)
-        try:
-            self.det = rf.RetinaFaceDetector(config.device, confidence_threshold=config.score_threshold)
-        except Exception as exc:
-            raise _load_error("retinaface", urls, exc) from None
+        self.det = _load("retinaface", urls, lambda: rf.RetinaFaceDetector(
+            config.device, confidence_threshold=config.score_threshold))
         self.max_side = config.max_side
         self.threshold = config.score_threshold
 
