@@ -16,7 +16,7 @@ from fer_annotate.pipeline import AnnotateConfig, Annotator
 from fer_annotate.track import TrackerConfig
 from fer_annotate.video import Sampling
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 class _DefaultGroup(click.Group):
