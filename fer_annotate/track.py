@@ -27,6 +27,7 @@ class TrackerConfig:
     max_misses: int = 10
     iou_threshold: float = 0.2
     max_centre_shift: float = 0.6
+    max_speed: float = 4.0
     max_size_ratio: float = 1.6
     velocity_smoothing: float = 0.5
 
@@ -76,8 +77,12 @@ class Tracker:
         self.position = -1
         self.frames: deque[tuple[int, dict[int, int]]] = deque()
 
-    def _similarity(self, predicted: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        """Overlap where boxes overlap enough, else a gated centre-distance score below any overlap match."""
+    def _similarity(self, predicted: np.ndarray, boxes: np.ndarray, elapsed: np.ndarray) -> np.ndarray:
+        """Overlap where boxes overlap enough, else a gated centre-distance score below any overlap match.
+
+        The centre-distance gate (in face sizes) widens by `max_speed` face sizes per second since each
+        track was last seen, so sparse sampling (--every, --fps) and short misses do not lose fast faces.
+        """
         cfg = self.config
         iou = iou_matrix(predicted, boxes)
         p, d = np.array([_cxcywh(b) for b in predicted]), np.array([_cxcywh(b) for b in boxes])
@@ -85,8 +90,9 @@ class Tracker:
         shift = np.hypot(p[:, None, 0] - d[None, :, 0], p[:, None, 1] - d[None, :, 1]) / scale
         ratio = np.sqrt((d[None, :, 2] * d[None, :, 3]) / np.maximum(p[:, None, 2] * p[:, None, 3], 1e-9))
         size_ok = (ratio < cfg.max_size_ratio) & (ratio > 1 / cfg.max_size_ratio)
-        near = size_ok & (shift < cfg.max_centre_shift)
-        fallback = np.where(near, cfg.iou_threshold * (1 - shift / cfg.max_centre_shift), 0.0)
+        gate = (cfg.max_centre_shift + cfg.max_speed * np.clip(elapsed, 0, None))[:, None]
+        near = size_ok & (shift < gate)
+        fallback = np.where(near, cfg.iou_threshold * (1 - shift / gate), 0.0)
         return np.where((iou >= cfg.iou_threshold) & size_ok, iou + 1.0, fallback)
 
     def _match(self, boxes: np.ndarray, time_s: float) -> dict[int, int]:
@@ -94,7 +100,8 @@ class Tracker:
         if not self.tracks or not len(boxes):
             return {}
         predicted = np.array([t.predict(time_s) for t in self.tracks])
-        sim = self._similarity(predicted, boxes)
+        elapsed = np.array([time_s - t.time_s for t in self.tracks])
+        sim = self._similarity(predicted, boxes, elapsed)
         confirmed = np.array([t.face_id is not None for t in self.tracks])
         sim = sim + np.where(sim > 0, 0.5 * confirmed[:, None], 0.0)
         matches: dict[int, int] = {}
