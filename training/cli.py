@@ -1,0 +1,311 @@
+"""fer-train: teacher, students, export and evaluation from the command line.
+
+    fer-train teacher --folders DATA/train --val-folders DATA/val --out RUN
+    fer-train student --teacher RUN --students 5 --out RUN2
+    fer-train export RUN2 -o BUNDLE
+    fer-train evaluate BUNDLE --folders DATA/val
+
+Settings come from the defaults, then a TOML file (--config), then the options given. A rerun of the
+same command resumes an interrupted run.
+"""
+
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from training.config import TrainConfig, apply, load_toml, read_run_config, to_dict
+from training.data import DataError
+
+# Options that train a network (shared by teacher and student); value None = not given.
+TRAIN_OPTIONS = [
+    click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+                 help="TOML file of settings (TrainConfig fields, [augment], [loss]); options override it."),
+    click.option("--abaw", multiple=True, help="Aff-Wild2/ABAW root (training split). Repeatable."),
+    click.option("--manifest", multiple=True, help="CSV manifest: path + AU / expression / valence,arousal."),
+    click.option("--folders", multiple=True, help="Expression folders: DIR/<class>/*.jpg. Repeatable."),
+    click.option("--val-abaw", multiple=True, help="ABAW root for validation (its Validation_Set)."),
+    click.option("--val-manifest", multiple=True, help="CSV manifest for validation."),
+    click.option("--val-folders", multiple=True, help="Expression folders for validation."),
+    click.option("--cache", help="Folder for the decoded-image cache (default RUN/cache, students: the teacher's)."),
+    click.option("--backbone", help="resnet18 | mobilenet_v3_small | small_cnn | caffe_resnet50."),
+    click.option("--backbone-kwargs", help='JSON, e.g. \'{"width": 32, "depths": [2, 2, 2, 2]}\'.'),
+    click.option("--init", help="scratch | imagenet | PATH of a bundle whose backbone to start from."),
+    click.option("--size", type=int, help="Input size in pixels (square)."),
+    click.option("--colour", type=click.Choice(["rgb", "gray"]), help="Input colour."),
+    click.option("--scale", type=float, help="Input scale: network sees uint8/255*scale (255 for 0-255)."),
+    click.option("--mean", help="JSON list: per-channel mean subtracted after scaling."),
+    click.option("--std", help="JSON list: per-channel std divided by."),
+    click.option("--template", help="JSON [[x,y] x4]: crop template recorded in the bundle (eyes, nose, mouth)."),
+    click.option("--box-scale", type=float, help="Crop side / detector box side, recorded in the bundle."),
+    click.option("--epochs", type=int, help="Epochs (paper: teacher 8, students 3)."),
+    click.option("--batch-size", type=int, help="Images per task per step (paper: 20)."),
+    click.option("--lr", type=float, help="Learning rate (paper: 1e-4)."),
+    click.option("--betas", help="JSON [b1, b2] of Adam (paper: [0.5, 0.999])."),
+    click.option("--weight-decay", type=float, help="Decoupled weight decay (AdamW; 0 = Adam)."),
+    click.option("--schedule", type=click.Choice(["constant", "cosine", "onecycle"]), help="Learning-rate schedule."),
+    click.option("--steps-per-epoch", type=int, help="Steps per epoch (default: largest task / batch size)."),
+    click.option("--balance", help="Tasks to balance, comma separated, or 'none' (default AU,EXPR,VA)."),
+    click.option("--zoom", help="Random crop zoom range MIN,MAX (default 1,1.196 = 112 of 134)."),
+    click.option("--rotate", type=float, help="Random rotation, degrees (default 0)."),
+    click.option("--flip/--no-flip", default=None, help="Random horizontal flip (default on)."),
+    click.option("--colour-jitter", type=float, help="Brightness/contrast jitter amplitude (default 0 = off)."),
+    click.option("--temperature", type=float, help="Distillation temperature (paper: 1.5)."),
+    click.option("--metrics", type=click.Choice(["2020", "2022"]), help="ABAW metric definitions (default 2020)."),
+    click.option("--seed", type=int, help="Random seed (default 0)."),
+    click.option("--device", help="auto | cpu | cuda | cuda:N."),
+    click.option("--amp/--no-amp", default=None, help="bfloat16 autocast + channels_last on CUDA (default on)."),
+    click.option("--threads", type=int, help="CPU threads for torch and image decoding."),
+    click.option("--overwrite", is_flag=True, help="Start over in an existing --out folder."),
+]
+
+
+def train_options(f):
+    for option in reversed(TRAIN_OPTIONS):
+        f = option(f)
+    return f
+
+
+def _json(text: str | None, name: str):
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise click.BadParameter(f"not JSON ({e})", param_hint=f"--{name}") from None
+
+
+def _sources(kw: dict, prefix: str) -> list[dict] | None:
+    sources = [{"kind": kind, "path": str(Path(p).resolve())}
+               for kind in ("abaw", "manifest", "folders") for p in kw.get(prefix + kind) or ()]
+    return sources or None
+
+
+def _settings(kw: dict) -> dict:
+    """TrainConfig settings from the option values given (None for those not given)."""
+    balance = kw["balance"]
+    if balance is not None:
+        balance = [] if balance.strip().lower() == "none" else [t.strip().upper() for t in balance.split(",") if t]
+    augment = {"rotate": kw["rotate"], "flip": kw["flip"], "colour": kw["colour_jitter"]}
+    if kw["zoom"]:
+        lo, hi = (float(v) for v in kw["zoom"].split(","))
+        augment |= {"zoom_min": lo, "zoom_max": hi}
+    return {
+        "train": _sources(kw, ""), "val": _sources(kw, "val_"), "cache": kw["cache"],
+        "backbone": kw["backbone"], "backbone_kwargs": _json(kw["backbone_kwargs"], "backbone-kwargs"),
+        "init": kw["init"] if kw["init"] in (None, "scratch", "imagenet") else str(Path(kw["init"]).resolve()),
+        "size": kw["size"], "colour": kw["colour"], "scale": kw["scale"], "mean": _json(kw["mean"], "mean"),
+        "std": _json(kw["std"], "std"), "template": _json(kw["template"], "template"), "box_scale": kw["box_scale"],
+        "epochs": kw["epochs"], "batch_size": kw["batch_size"], "lr": kw["lr"], "betas": _json(kw["betas"], "betas"),
+        "weight_decay": kw["weight_decay"], "schedule": kw["schedule"], "steps_per_epoch": kw["steps_per_epoch"],
+        "balance": balance, "augment": {k: v for k, v in augment.items() if v is not None},
+        "loss": {"temperature": kw["temperature"]} if kw["temperature"] is not None else None,
+        "metrics": kw["metrics"], "seed": kw["seed"], "device": kw["device"], "amp": kw["amp"],
+        "threads": kw["threads"],
+    }
+
+
+def _command() -> str:
+    """The exact command line of this invocation (recorded in the run and the bundle)."""
+    return shlex.join(["fer-train", *click.get_current_context().meta.get("argv", sys.argv[1:])])
+
+
+def _main_rank() -> bool:
+    """False on the other ranks of a torchrun launch (rank 0 reports)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _fail(e: Exception) -> None:
+    raise click.ClickException(str(e)) from None
+
+
+class _Group(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["argv"] = list(args)
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_Group)
+def main() -> None:
+    """Train the multitask teacher-student models of Deng, Chen and Shi (2020) and export bundles."""
+
+
+@main.command()
+@train_options
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
+def teacher(out: str, config_file: str | None, overwrite: bool, **kw) -> None:
+    """Train a teacher on partially labelled data (each batch: ground truth of its own task only)."""
+    from training.loop import RunError, run_teacher
+
+    try:
+        cfg = TrainConfig()
+        if config_file:
+            cfg = apply(cfg, load_toml(config_file), config_file)
+        cfg = apply(cfg, _settings(kw) | {"command": _command()})
+        summary = run_teacher(cfg, out, overwrite, log=lambda s: click.echo(s, err=True))
+    except (ValueError, DataError, RunError, FileNotFoundError) as e:
+        _fail(e)
+    if _main_rank():
+        click.echo(f"teacher: best epoch {summary['best_epoch']} (score {summary['best_score']:.4f}) in {out}")
+
+
+@main.command()
+@click.option("--teacher", "teacher_run", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Teacher run folder (or a student run: its last round's ensemble teaches).")
+@click.option("--students", type=int, help="Students per round (paper: 5).")
+@click.option("--rounds", type=int, help="Rounds; each later round distils from the previous round's ensemble.")
+@train_options
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
+def student(out: str, teacher_run: str, students: int | None, rounds: int | None, config_file: str | None,
+            overwrite: bool, **kw) -> None:
+    """Distil students from a teacher run: soft labels on every head + ground truth on the batch's task.
+
+    Data, network and input settings default to the teacher's; epochs default to 3 (paper)."""
+    from training.loop import RunError, run_students
+
+    try:
+        base = read_run_config(teacher_run)
+        data = to_dict(base) | {"epochs": 3, "students": 5, "rounds": 1, "teacher": str(Path(teacher_run).resolve())}
+        cfg = apply(TrainConfig(), data)
+        if config_file:
+            cfg = apply(cfg, load_toml(config_file), config_file)
+        cfg = apply(cfg, _settings(kw) | {"students": students, "rounds": rounds, "command": _command()})
+        for name in ("size", "colour", "scale", "mean", "std"):
+            if getattr(cfg, name) != getattr(base, name):
+                raise ValueError(f"--{name} must match the teacher's ({getattr(base, name)}): it sees the same images")
+        summary = run_students(cfg, out, overwrite, log=lambda s: click.echo(s, err=True))
+    except (ValueError, DataError, RunError, FileNotFoundError) as e:
+        _fail(e)
+    last = summary["rounds"][-1]
+    text = f" ensemble score {last['ensemble_val']['score']:.4f}" if "ensemble_val" in last else ""
+    if _main_rank():
+        click.echo(f"students: {len(last['members'])} in {out}{text}")
+
+
+@main.command()
+@click.option("--cnn", "cnn_run", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Finished CNN run (teacher or students): one CNN-RNN per member, on its frozen CNN.")
+@click.option("--seq-len", type=int, help="Frames per window (paper: 32).")
+@click.option("--seq-stride", type=int, help="Training window stride (paper: 16).")
+@train_options
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
+def temporal(out: str, cnn_run: str, seq_len: int | None, seq_stride: int | None, config_file: str | None,
+             overwrite: bool, **kw) -> None:
+    """Train the CNN-RNN: per-task bidirectional GRU heads on the frozen CNN, over video windows (--abaw data).
+
+    Settings default to the CNN run's; epochs default to 3 (paper)."""
+    from training.loop import RunError
+    from training.temporal import run_temporal
+
+    try:
+        base = read_run_config(cnn_run)
+        data = to_dict(base) | {"epochs": 3, "teacher": None, "cnn": str(Path(cnn_run).resolve())}
+        cfg = apply(TrainConfig(), data)
+        if config_file:
+            cfg = apply(cfg, load_toml(config_file), config_file)
+        cfg = apply(cfg, _settings(kw) | {"seq_len": seq_len, "seq_stride": seq_stride, "command": _command()})
+        for name in ("size", "colour", "scale", "mean", "std", "backbone", "backbone_kwargs"):
+            if getattr(cfg, name) != getattr(base, name):
+                raise ValueError(f"--{name.replace('_', '-')} must match the CNN run's ({getattr(base, name)})")
+        summary = run_temporal(cfg, out, overwrite, log=lambda s: click.echo(s, err=True))
+    except (ValueError, DataError, RunError, FileNotFoundError) as e:
+        _fail(e)
+    click.echo(f"CNN-RNN: {len(summary['members'])} member(s) in {out}")
+
+
+@main.command()
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Bundle folder to write.")
+@click.option("--name", help="Bundle name (default: the folder name).")
+@click.option("--template", help="JSON [[x,y] x4]: crop template (overrides the run's).")
+@click.option("--box-scale", type=float, help="Crop side / detector box side (overrides the run's).")
+@click.option("--threshold-rule", type=click.Choice(["break_even", "f1"]), default="break_even",
+              help="Per-AU threshold tuning on validation: precision = recall (paper) or best F1.")
+@click.option("--provenance", "provenance_file", type=click.Path(exists=True, dir_okay=False),
+              help="JSON object merged into the bundle's provenance.")
+@click.option("--device", default="cpu", help="Device for the validation pass.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing bundle folder.")
+def export(run: str, out: str, name: str | None, template: str | None, box_scale: float | None,
+           threshold_rule: str, provenance_file: str | None, device: str, overwrite: bool) -> None:
+    """Write a weights bundle from a teacher run (1 member), a student run (its last round's students) or a
+    CNN-RNN run (fer-train temporal)."""
+    from fer_annotate.bundle import BundleError
+    from training.export import export_run
+    from training.loop import RunError
+
+    try:
+        extra = json.loads(Path(provenance_file).read_text()) if provenance_file else None
+        bundle, metrics = export_run(run, out, name, _json(template, "template"), box_scale, threshold_rule, extra,
+                                     _command(), overwrite, device)
+    except (ValueError, DataError, RunError, BundleError, FileNotFoundError) as e:
+        _fail(e)
+    click.echo(f"bundle {bundle.name}: {len(bundle.members)} member(s), tasks {bundle.tasks} -> {out}")
+    if "ensemble" in metrics:
+        from training.evaluation import summary_line
+
+        click.echo(f"validation ensemble: {summary_line(metrics['ensemble'])}")
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(exists=True))
+@click.option("--abaw", multiple=True, help="ABAW root (see --split).")
+@click.option("--split", type=click.Choice(["train", "val"]), default="val", help="ABAW split (default val).")
+@click.option("--manifest", multiple=True, help="CSV manifest.")
+@click.option("--folders", multiple=True, help="Expression folders.")
+@click.option("--metrics", type=click.Choice(["2020", "2022"]), default="2020", help="ABAW metric definitions.")
+@click.option("--device", default="cpu")
+@click.option("--threads", type=int, default=2)
+@click.option("--cache", help="Folder to cache the decoded images in.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the metrics as JSON here.")
+def evaluate(bundle: str, abaw, split, manifest, folders, metrics, device, threads, cache, json_out) -> None:
+    """ABAW metrics of a bundle (ensemble and each member) on labelled images."""
+    import torch
+
+    from fer_annotate.bundle import BundleError
+    from training.data import merge, read_source
+    from training.evaluation import evaluate_bundle, summary_line
+
+    sources = [("abaw", p) for p in abaw] + [("manifest", p) for p in manifest] + [("folders", p) for p in folders]
+    if not sources:
+        raise click.UsageError("give data: --abaw, --manifest or --folders")
+    try:
+        torch.set_num_threads(threads)
+        table = merge([read_source(kind, path, split) for kind, path in sources])
+        result = evaluate_bundle(bundle, table, device, metrics, threads, cache)
+    except (ValueError, DataError, BundleError) as e:
+        _fail(e)
+    for note in table.notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(f"{result['bundle']} on {result['images']} images ({metrics} metrics)")
+    click.echo(f"  ensemble  {summary_line(result['ensemble'])}")
+    for k, m in enumerate(result["members"]):
+        click.echo(f"  member {k}  {summary_line(m)}")
+    expr = result["ensemble"]["tasks"].get("EXPR")
+    if expr:
+        click.echo("  ensemble confusion (rows true, columns predicted):")
+        for row in expr["confusion"]:
+            click.echo("    " + " ".join(f"{v:6d}" for v in row))
+    if json_out:
+        Path(json_out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+@main.command()
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--size", type=int, default=40, help="Image size.")
+@click.option("--per-task", type=int, default=3000, help="Training images per single-task set.")
+@click.option("--test", type=int, default=2000, help="Fully labelled validation and test images each.")
+@click.option("--seed", type=int, default=0)
+def synth(out: str, size: int, per_task: int, test: int, seed: int) -> None:
+    """Write the procedural benchmark data: three single-task training manifests + labelled val/test."""
+    from training.synthetic import write_benchmark
+
+    paths = write_benchmark(out, size, per_task, test, seed)
+    for name, path in paths.items():
+        click.echo(f"{name}: {path}")
+
+
+if __name__ == "__main__":
+    main()

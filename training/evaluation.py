@@ -1,0 +1,110 @@
+"""Predictions of one network or an ensemble on a dataset, and their ABAW metrics per task."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from fer_annotate.ensemble import EnsembleOutput, combine
+from training.augment import Normalise, prepare
+from training.data import Dataset, LabelTable
+from training.metrics import au_metrics, expr_metrics, selection_score, va_metrics
+
+
+@dataclass
+class Predictions:
+    """Per-image outputs: the ensemble mean and each member's (same fields, EnsembleOutput)."""
+
+    ensemble: EnsembleOutput
+    members: list[EnsembleOutput]
+
+
+@torch.inference_mode()
+def predict(
+    nets: list[nn.Module],
+    dataset: Dataset,
+    norm: Normalise,
+    device: torch.device,
+    batch: int = 256,
+    amp: bool = False,
+) -> Predictions:
+    """Run every network (eval mode) over the dataset's images (no augmentation)."""
+    modes = [net.training for net in nets]
+    for net in nets:
+        net.eval()
+    channels_last = amp and device.type == "cuda"
+    ens, members = [], [[] for _ in nets]
+    for start in range(0, len(dataset), batch):
+        images = torch.from_numpy(np.array(dataset.images[start : start + batch])).to(device)
+        x = prepare(images, norm, channels_last=channels_last)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=channels_last):
+            logits = [net(x) for net in nets]
+        ens.append(combine(logits))
+        for k, out in enumerate(logits):
+            members[k].append(combine([out]))
+    for net, mode in zip(nets, modes, strict=True):
+        net.train(mode)
+    return Predictions(EnsembleOutput.concat(ens), [EnsembleOutput.concat(m) for m in members])
+
+
+def score(out: EnsembleOutput, labels: LabelTable, thresholds=0.5, edition: str = "2020") -> dict:
+    """ABAW metrics per task (tasks that are both predicted and labelled) and their selection sum."""
+    metrics = {}
+    if out.expr_prob is not None and labels.has("EXPR").any():
+        m = labels.has("EXPR")
+        metrics["EXPR"] = expr_metrics(out.expr_prob[m], labels.expr[m], edition)
+    if out.au_prob is not None and labels.has("AU").any():
+        m = labels.has("AU")
+        metrics["AU"] = au_metrics(out.au_prob[m], labels.au[m], thresholds, edition)
+    if out.valence is not None and labels.has("VA").any():
+        m = labels.has("VA")
+        va = np.stack([out.valence[m], out.arousal[m]], 1)
+        metrics["VA"] = va_metrics(va, labels.va[m])
+    return {"tasks": metrics, "score": selection_score(metrics)}
+
+
+def summary_line(metrics: dict) -> str:
+    """One-line rendering of score()'s result, e.g. 'EXPR 0.612 (F1 0.55 acc 0.71)  VA 0.80 ...'."""
+    parts = []
+    for task, m in metrics["tasks"].items():
+        if task == "VA":
+            parts.append(f"VA ccc_v {m['ccc_v']:.3f} ccc_a {m['ccc_a']:.3f}")
+        else:
+            parts.append(f"{task} {m['score']:.3f} (F1 {m['f1']:.3f} acc {m['acc']:.3f})")
+    return "  ".join(parts) + f"  | sum {metrics['score']:.3f}"
+
+
+def evaluate_bundle(
+    bundle_path: str, table: LabelTable, device: str = "cpu", edition: str = "2020", threads: int = 2,
+    cache: str | None = None,
+) -> dict:
+    """ABAW metrics of a bundle's ensemble (at its AU thresholds) and of each member (at 0.5) on
+    labelled images, run through fer_annotate's own Ensemble (the inference path of fer-annotate)."""
+    from fer_annotate.bundle import load_bundle
+    from fer_annotate.ensemble import Ensemble
+    from training.data import load_images
+    from training.loop import align_au
+
+    bundle = load_bundle(bundle_path)
+    table = align_au(table, bundle.au_names)
+    if "EXPR" in bundle.tasks and list(table.expr_names[: len(bundle.expr_names)]) != bundle.expr_names:
+        raise ValueError(f"bundle expression classes {bundle.expr_names} differ from the data's {table.expr_names}")
+    images = load_images(table.paths, bundle.input.size, "rgb", cache, threads)
+    ens = Ensemble(bundle, device)
+    outs, members = [], [[] for _ in ens.cnns]
+    with torch.inference_mode():
+        for start in range(0, len(table), 256):
+            crops = torch.from_numpy(np.array(images[start : start + 256])).permute(0, 3, 1, 2)
+            outs.append(ens(crops))
+            x = ens.preprocess(crops.contiguous())
+            for k, net in enumerate(ens.cnns):
+                members[k].append(combine([net(x)]))
+    result = {
+        "bundle": bundle.name,
+        "images": len(table),
+        "counts": table.counts(),
+        "ensemble": score(EnsembleOutput.concat(outs), table, bundle.au_thresholds or 0.5, edition),
+        "members": [score(EnsembleOutput.concat(m), table, 0.5, edition) for m in members],
+    }
+    return result

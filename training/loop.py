@@ -1,0 +1,478 @@
+"""Training runs: a teacher on partially labelled data, and students distilled from it.
+
+Each step draws one batch per task (from the rows labelled for that task, balanced per task) and runs
+them through the network together. The teacher's loss on a task batch is that task's ground truth
+only; a student's is distillation on every head plus ground truth on the batch's own task. After each
+epoch the network is scored on validation (AU + EXPR + CCC_V + CCC_A) and checkpointed; the best epoch
+is kept. Sampling and augmentation draw from generators seeded by (seed, epoch), so a run resumed from
+its last completed epoch continues exactly as the uninterrupted run would have.
+"""
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from fer_annotate.bundle import load_bundle, load_state
+from fer_annotate.networks import MultitaskNet, NetworkSpec, build_network
+from training.augment import Normalise, prepare
+from training.config import TrainConfig, from_dict, read_run_config, resolve_normalisation, to_dict
+from training.data import Dataset, LabelTable, load_images, merge, read_source
+from training.evaluation import predict, score, summary_line
+from training.losses import soft_targets, student_loss, teacher_loss
+from training.sampling import TaskSampler
+
+Log = Callable[[str], None]
+# Settings that may change between an interrupted run and its resumption.
+RESUME_FREE = ("command", "threads", "device", "cache", "eval_batch")
+
+
+class RunError(RuntimeError):
+    """A run that cannot start or continue; the message says why and what to do."""
+
+
+@dataclass
+class Env:
+    """Where a run executes: device, distributed rank / world size, mixed precision."""
+
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+    amp: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+
+def setup_env(cfg: TrainConfig) -> Env:
+    """Threads, device and (under torchrun, WORLD_SIZE > 1) the DistributedDataParallel process group."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    kind = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device, rank = torch.device(kind), 0
+    if world > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if kind == "cuda" else "gloo")
+        rank = dist.get_rank()
+        if kind == "cuda":
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            device = torch.device("cuda", local)
+    return Env(device, rank, world, amp=cfg.amp and device.type == "cuda")
+
+
+# ------------------------------------------------------------------------------------------------- data
+
+
+def align_au(table: LabelTable, au_names: list[str]) -> LabelTable:
+    """The table with its AU columns in the given order (AUs it lacks: NaN, AUs not listed: dropped)."""
+    au = np.full((len(table), len(au_names)), np.nan, np.float32)
+    for j, name in enumerate(au_names):
+        if name in table.au_names:
+            au[:, j] = table.au[:, table.au_names.index(name)]
+    table.au, table.au_names = au, list(au_names)
+    return table
+
+
+def load_datasets(cfg: TrainConfig, cache: Path, env: Env, log: Log) -> tuple[Dataset, Dataset | None]:
+    """Read the training and validation sources and decode their images (once, cached)."""
+    train = merge([read_source(s.kind, s.path, "train") for s in cfg.train])
+    val = merge([read_source(s.kind, s.path, "val") for s in cfg.val]) if cfg.val else None
+    if val is not None:
+        val = align_au(val, train.au_names)
+    for note in train.notes + (val.notes if val else []):
+        log(f"note: {note}")
+    threads = cfg.threads or min(8, os.cpu_count() or 1)
+    out = []
+    for name, table in (("train", train), ("val", val)):
+        if table is None:
+            out.append(None)
+            continue
+        log(f"{name}: {len(table)} images, labelled " + ", ".join(f"{t} {n}" for t, n in table.counts().items()
+                                                                  if t != "images"))
+        if env.main:
+            images = load_images(table.paths, cfg.size, cfg.colour, cache, threads)
+        env.barrier()
+        if not env.main:
+            images = load_images(table.paths, cfg.size, cfg.colour, cache, threads)
+        out.append(Dataset(table, images))
+    return out[0], out[1]
+
+
+def heads_for(table: LabelTable, va_bins: int) -> dict[str, int]:
+    """Network heads for the tasks the training data labels, in the order EXPR, AU, VA."""
+    sizes = {"EXPR": len(table.expr_names), "AU": len(table.au_names), "VA": 2 * va_bins}
+    return {t: sizes[t] for t in table.tasks()}
+
+
+def _task_labels(table: LabelTable, task: str, rows: np.ndarray) -> np.ndarray:
+    return {"AU": table.au, "EXPR": table.expr, "VA": table.va}[task][rows]
+
+
+# ---------------------------------------------------------------------------------------------- network
+
+
+def network_spec(cfg: TrainConfig, heads: dict[str, int]) -> NetworkSpec:
+    return NetworkSpec(cfg.backbone, dict(heads), cfg.channels, dict(cfg.backbone_kwargs))
+
+
+def _fit_channels(value: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """A first-layer conv weight converted between 3 (RGB) and 1 (gray) input channels."""
+    if value.ndim == 4 and value.shape[0] == shape[0] and value.shape[2:] == shape[2:]:
+        if value.shape[1] == 3 and shape[1] == 1:
+            return value.sum(1, keepdim=True)
+        if value.shape[1] == 1 and shape[1] == 3:
+            return value.repeat(1, 3, 1, 1) / 3
+    raise RunError(f"cannot fit a weight of shape {list(value.shape)} to {list(shape)}")
+
+
+def _load_backbone(net: MultitaskNet, state: dict[str, torch.Tensor], where: str) -> None:
+    own = net.backbone.state_dict()
+    missing = sorted(set(own) - set(state))
+    if missing:
+        raise RunError(f"{where}: backbone weights do not fit {net.spec.backbone} (missing {missing[0]}, ...)")
+    fitted = {k: (v if v.shape == own[k].shape else _fit_channels(v, own[k].shape)) for k, v in state.items()
+              if k in own}
+    net.backbone.load_state_dict(fitted)
+
+
+def init_backbone(net: MultitaskNet, init: str) -> None:
+    """Start from scratch, torchvision ImageNet weights (downloaded on first use), or a bundle's backbone."""
+    if init == "scratch":
+        return
+    if init == "imagenet":
+        import torchvision
+
+        name = net.spec.backbone
+        if name not in ("resnet18", "mobilenet_v3_small"):
+            raise RunError(f"--init imagenet needs backbone resnet18 or mobilenet_v3_small, not {name}")
+        model = getattr(torchvision.models, name)(weights="DEFAULT")
+        state = {f"model.net.{k}": v for k, v in model.state_dict().items()
+                 if not k.startswith(("fc.", "classifier."))}
+        _load_backbone(net, state, f"torchvision {name}")
+        return
+    bundle = load_bundle(init)
+    if (bundle.network.backbone, bundle.network.backbone_kwargs) != (net.spec.backbone, net.spec.backbone_kwargs):
+        raise RunError(f"{init}: bundle backbone {bundle.network.backbone} {bundle.network.backbone_kwargs} "
+                       f"differs from --backbone {net.spec.backbone} {net.spec.backbone_kwargs}")
+    state = load_state(bundle, bundle.members[0])
+    prefix = "backbone.backbone." if bundle.temporal.kind == "cnn_rnn" else "backbone."
+    _load_backbone(net, {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, init)
+
+
+def build_member(cfg: TrainConfig, heads: dict[str, int], seed: int) -> MultitaskNet:
+    """A freshly initialised network (seeded), its backbone per cfg.init."""
+    torch.manual_seed(seed)
+    net = build_network(network_spec(cfg, heads))
+    init_backbone(net, cfg.init)
+    return net
+
+
+def load_member(cfg: TrainConfig, heads: dict[str, int], weights: Path, device: torch.device) -> MultitaskNet:
+    """A trained network from a run's safetensors weights, in eval mode."""
+    net = build_network(network_spec(cfg, heads))
+    net.load_state_dict(load_file(str(weights), device="cpu"))
+    return net.to(device).eval()
+
+
+def _lr_lambda(schedule: str, total: int) -> Callable[[int], float]:
+    if schedule == "cosine":
+        return lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+    if schedule == "onecycle":
+        warm = max(1, int(0.3 * total))
+        return lambda step: (0.04 + 0.96 * step / warm if step < warm else
+                             0.5 * (1 + math.cos(math.pi * min(step - warm, total - warm) / max(1, total - warm))))
+    return lambda step: 1.0
+
+
+# ----------------------------------------------------------------------------------------------- member
+
+
+def _save_atomic(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
+    os.replace(tmp, path)
+
+
+def _truncate_jsonl(path: Path, last_epoch: int) -> None:
+    if path.is_file():
+        lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["epoch"] <= last_epoch]
+        path.write_text("".join(ln + "\n" for ln in lines))
+
+
+class SoftTeacher:
+    """Frozen network(s) whose soft labels a student learns from: one teacher, or the mean of an ensemble."""
+
+    def __init__(self, nets: list[nn.Module], cfg: TrainConfig):
+        self.nets, self.spec = nets, cfg.loss
+        for net in nets:
+            net.eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        outs = [net(x) for net in self.nets]
+        return {t: torch.stack([soft_targets(t, o[t], self.spec) for o in outs]).mean(0) for t in outs[0]}
+
+
+def train_member(
+    cfg: TrainConfig,
+    out: Path,
+    heads: dict[str, int],
+    train: Dataset,
+    val: Dataset | None,
+    env: Env,
+    seed: int,
+    teacher: SoftTeacher | None = None,
+    log: Log = print,
+) -> dict:
+    """Train one network into out/ (metrics.jsonl, checkpoints/, last.pt, best.safetensors, summary.json).
+
+    Resumes from out/last.pt when present; returns the member summary (best epoch and its metrics).
+    """
+    summary_path = out / "summary.json"
+    if summary_path.is_file():
+        log(f"{out}: already trained, skipped")
+        return json.loads(summary_path.read_text())
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    device, bsz = env.device, cfg.batch_size
+    net = build_member(cfg, heads, seed).to(device)
+    if env.amp:
+        net = net.to(memory_format=torch.channels_last)
+    norm = Normalise(cfg.scale, cfg.mean, cfg.std)
+    labels = train.labels
+    rows = {t: np.flatnonzero(labels.has(t)) for t in heads}
+    tasks = [t for t in heads if len(rows[t])]
+    samplers = {t: TaskSampler(t, _task_labels(labels, t, rows[t]), t in cfg.balance, seed) for t in tasks}
+    steps = cfg.steps_per_epoch or max(1, max(s.epoch_size() for s in samplers.values()) // bsz)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.schedule, cfg.epochs * steps))
+    start, best = 1, {"epoch": None, "score": -math.inf, "val": None}
+    last, jsonl = out / "last.pt", out / "metrics.jsonl"
+    if last.is_file():
+        state = torch.load(last, map_location=device, weights_only=True)
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start, best = state["epoch"] + 1, json.loads(state["best"])
+        if env.main:
+            _truncate_jsonl(jsonl, state["epoch"])
+        log(f"{out}: resuming after epoch {state['epoch']}")
+    model = net
+    if env.world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(net, device_ids=ids)
+    counts = {t: len(rows[t]) for t in tasks}
+    log(f"{out}: {cfg.epochs} epochs x {steps} steps of {bsz} per task {counts}, "
+        f"{'student' if teacher else 'teacher'}, device {device}")
+    for epoch in range(start, cfg.epochs + 1):
+        t0 = time.time()
+        rng = np.random.default_rng([seed, epoch])
+        gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        draws = {t: rows[t][samplers[t].draw(steps * bsz, rng)] for t in tasks}
+        targets = {t: torch.from_numpy(_task_labels(labels, t, draws[t])) for t in tasks}
+        net.train()
+        total, seen = 0.0, 0
+        for step in range(env.rank, steps, env.world):
+            sl = slice(step * bsz, (step + 1) * bsz)
+            idx = np.concatenate([draws[t][sl] for t in tasks])
+            x = prepare(torch.from_numpy(train.images[idx]).to(device), norm, cfg.augment, gen, env.amp)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=env.amp):
+                logits = model(x)
+                soft = teacher(x) if teacher else None
+            loss = x.new_zeros(())
+            for k, t in enumerate(tasks):
+                part = {h: v[k * bsz : (k + 1) * bsz] for h, v in logits.items()}
+                target = targets[t][sl].to(device)
+                if soft is None:
+                    loss = loss + teacher_loss(part, t, target, cfg.loss)
+                else:
+                    part_soft = {h: v[k * bsz : (k + 1) * bsz] for h, v in soft.items()}
+                    loss = loss + student_loss(part, part_soft, t, target, cfg.loss)
+            loss = loss / len(tasks)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total, seen = total + float(loss.detach()), seen + 1
+        record = {"epoch": epoch, "train_loss": total / max(seen, 1), "lr": scheduler.get_last_lr()[0]}
+        if env.main:
+            if val is not None:
+                metrics = score(predict([net], val, norm, device, cfg.eval_batch, env.amp).ensemble, val.labels,
+                                edition=cfg.metrics)
+                record["val"] = metrics
+                record["score"] = metrics["score"]
+            else:
+                record["score"] = float(epoch)  # no validation data: the last epoch is kept
+            record["seconds"] = round(time.time() - t0, 1)
+            weights = out / "checkpoints" / f"epoch_{epoch:03d}.safetensors"
+            _save_weights(net.state_dict(), weights)
+            if record["score"] > best["score"]:
+                best = {"epoch": epoch, "score": record["score"], "val": record.get("val")}
+                shutil.copyfile(weights, out / "best.safetensors")
+            with open(jsonl, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            _save_atomic({"epoch": epoch, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                          "scheduler": scheduler.state_dict(), "best": json.dumps(best)}, last)
+            val_text = summary_line(record["val"]) if "val" in record else "no validation"
+            log(f"{out.name} epoch {epoch}/{cfg.epochs}: loss {record['train_loss']:.4f}  {val_text}  "
+                f"({record['seconds']:.0f} s)")
+        env.barrier()
+    summary = {"best_epoch": best["epoch"], "best_score": best["score"], "val": best["val"], "heads": heads,
+               "seed": seed, "steps_per_epoch": steps, "train_counts": counts}
+    if env.main:
+        summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    env.barrier()
+    return json.loads(summary_path.read_text())
+
+
+# ------------------------------------------------------------------------------------------------- runs
+
+
+def _quiet(message: str) -> None:
+    """The log of non-main ranks under torchrun: rank 0 speaks for all."""
+
+
+def prepare_run(out: Path, cfg: TrainConfig, overwrite: bool) -> None:
+    """Create the run folder with config.json, or check that an existing one matches (resume)."""
+    path = out / "config.json"
+    new = to_dict(cfg)
+    if path.is_file() and not overwrite:
+        old = to_dict(from_dict(json.loads(path.read_text())))  # settings added since: their defaults
+        differ = sorted(k for k in set(old) | set(new) if k not in RESUME_FREE and old.get(k) != new.get(k))
+        if differ:
+            raise RunError(f"{out} holds a run with a different configuration (differs in: {', '.join(differ)}); "
+                           "rerun with the same settings to resume, or pass --overwrite or another --out")
+        return
+    if overwrite and out.exists():
+        for child in out.iterdir():
+            if child.name != "cache":
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(new, indent=2) + "\n")
+
+
+def resolve(cfg: TrainConfig) -> TrainConfig:
+    """Fill the settings that depend on others (input normalisation from the init) and check them."""
+    cfg.check()
+    init_input = None
+    if cfg.init not in ("scratch", "imagenet"):
+        init_input = load_bundle(cfg.init).input
+    resolve_normalisation(cfg, init_input)
+    return cfg
+
+
+def run_teacher(cfg: TrainConfig, out: str | Path, overwrite: bool = False, log: Log = print) -> dict:
+    """Train the teacher into out/ (resuming an interrupted run); returns its summary."""
+    out = Path(out)
+    cfg = resolve(cfg)
+    env = setup_env(cfg)
+    log = log if env.main else _quiet
+    if env.main:
+        prepare_run(out, cfg, overwrite)
+    env.barrier()
+    train, val = load_datasets(cfg, image_cache(cfg, out), env, log)
+    heads = heads_for(train.labels, cfg.loss.va_bins)
+    summary = train_member(cfg, out, heads, train, val, env, cfg.seed, log=log)
+    if env.main:
+        meta = {"kind": "teacher", "au_names": train.labels.au_names, "expr_names": train.labels.expr_names,
+                "train_counts": train.labels.counts(), "val_counts": val.labels.counts() if val else None,
+                "notes": train.labels.notes + (val.labels.notes if val else [])}
+        (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return summary
+
+
+def teacher_networks(run: Path, device: torch.device) -> tuple[TrainConfig, dict, list[MultitaskNet]]:
+    """A finished teacher or student run's config, summary and best network(s) (the last round's students)."""
+    cfg = read_run_config(run)
+    members = member_dirs(run)
+    for m in members:
+        if not (m / "summary.json").is_file():
+            raise RunError(f"{m}: not finished (no summary.json); rerun its command to complete it")
+    summary = json.loads((members[0] / "summary.json").read_text())
+    nets = [load_member(cfg, summary["heads"], m / "best.safetensors", device) for m in members]
+    return cfg, summary, nets
+
+
+def image_cache(cfg: TrainConfig, run: Path) -> Path:
+    """The decoded-image cache of a run: --cache, else that of the run it builds on, else run/cache."""
+    if cfg.cache:
+        return Path(cfg.cache)
+    parent = cfg.cnn or cfg.teacher
+    return image_cache(read_run_config(parent), Path(parent)) if parent else run / "cache"
+
+
+def member_dirs(run: Path) -> list[Path]:
+    """The member folders of a run: the run itself for a teacher, the last round's students for a student
+    run, member{i} for a CNN-RNN run."""
+    cfg = read_run_config(run)
+    if cfg.cnn is not None:  # a CNN-RNN run: one member per member of its CNN run
+        return [run / f"member{i}" for i in range(1, len(member_dirs(Path(cfg.cnn))) + 1)]
+    if cfg.teacher is None:
+        return [run]
+    return [run / f"round{cfg.rounds}" / f"student{i}" for i in range(1, cfg.students + 1)]
+
+
+def run_students(cfg: TrainConfig, out: str | Path, overwrite: bool = False, log: Log = print) -> dict:
+    """Train cfg.students students per round into out/round{r}/student{i}/; round 1 learns from the
+    teacher run cfg.teacher, each later round from the previous round's ensemble. Finished students
+    are skipped on a rerun, an interrupted one resumes."""
+    out = Path(out)
+    cfg = resolve(cfg)
+    env = setup_env(cfg)
+    log = log if env.main else _quiet
+    if env.main:
+        prepare_run(out, cfg, overwrite)
+    env.barrier()
+    teacher_run = Path(cfg.teacher)
+    tcfg, tsummary, tnets = teacher_networks(teacher_run, env.device)
+    train, val = load_datasets(cfg, image_cache(cfg, out), env, log)
+    heads = tsummary["heads"]
+    norm = Normalise(cfg.scale, cfg.mean, cfg.std)
+    rounds = []
+    teacher = SoftTeacher(tnets, cfg)
+    for r in range(1, cfg.rounds + 1):
+        members = []
+        for i in range(1, cfg.students + 1):
+            member_out = out / f"round{r}" / f"student{i}"
+            members.append(train_member(cfg, member_out, heads, train, val, env, cfg.seed + 1000 * r + i,
+                                        teacher, log))
+        nets = [load_member(cfg, heads, out / f"round{r}" / f"student{i}" / "best.safetensors", env.device)
+                for i in range(1, cfg.students + 1)]
+        entry = {"round": r, "members": members}
+        if val is not None and env.main:
+            entry["ensemble_val"] = score(predict(nets, val, norm, env.device, cfg.eval_batch, env.amp).ensemble,
+                                          val.labels, edition=cfg.metrics)
+            log(f"round {r} ensemble of {len(nets)}: {summary_line(entry['ensemble_val'])}")
+        rounds.append(entry)
+        teacher = SoftTeacher(nets, cfg)
+    summary = {"teacher": str(teacher_run), "teacher_val": tsummary["val"], "rounds": rounds}
+    if env.main:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        meta = {"kind": "student", "au_names": train.labels.au_names, "expr_names": train.labels.expr_names,
+                "train_counts": train.labels.counts(), "val_counts": val.labels.counts() if val else None,
+                "notes": train.labels.notes + (val.labels.notes if val else [])}
+        (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return summary
