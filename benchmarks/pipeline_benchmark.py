@@ -1,6 +1,7 @@
 """Throughput and memory of the annotation pipeline on one video, as a small table.
 
-    python benchmarks/pipeline_benchmark.py [--video PATH] [--weights NAME|PATH] [--device cpu|cuda]
+    python benchmarks/pipeline_benchmark.py [--video PATH] [--weights NAME|PATH | --random-bundle caffe_resnet50:5]
+                                            [--device cpu|cuda]
 
 Three passes over the same frames (each pipeline pass after one untimed warm-up batch): decode
 only (decord), the face pipeline (decode, detect, track, and the output table), and, with --weights,
@@ -82,7 +83,10 @@ def main() -> None:
     parser.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
     parser.add_argument("--weights", default=None, metavar="NAME|PATH",
                         help="bundle for the full-pipeline pass (registry name or folder); omitted: no such pass")
-    parser.add_argument("--detector", default="blazeface-back")
+    parser.add_argument("--random-bundle", default=None, metavar="BACKBONE:MEMBERS[:SIZE]",
+                        help="instead of --weights: a random-weight bundle, e.g. caffe_resnet50:5:112 "
+                             "(the paper's ensemble shape, for speed figures without the weights)")
+    parser.add_argument("--detector", default="blazeface")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--end", type=float, default=None, help="only the first END seconds of the video")
@@ -116,6 +120,13 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        if args.random_bundle:
+            sys.path.insert(0, str(ROOT / "tests"))
+            from bundle_factory import make_random_bundle
+
+            backbone, members, *size = args.random_bundle.split(":")
+            args.weights = str(make_random_bundle(folder / "bundle", backbone=backbone, members=int(members),
+                                                  input_size=int(size[0]) if size else 112))
         annotator = Annotator(config)
         warm_up(annotator, args.video, args.batch_size, device)
         reset_cuda(device)
