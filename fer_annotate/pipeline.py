@@ -25,7 +25,7 @@ from fer_annotate.align import CropTemplate, face_transforms, warp_crops
 from fer_annotate.detect import Detections, DetectorConfig, FaceDetector
 from fer_annotate.output import TableSchema, TableWriter, sidecar_path, write_sidecar
 from fer_annotate.track import Tracker, TrackerConfig
-from fer_annotate.video import Sampling, Video
+from fer_annotate.video import Sampling, Video, VideoError
 
 if TYPE_CHECKING:
     from fer_annotate.model import ModelStage
@@ -138,6 +138,11 @@ class Annotator:
         started = time.time()
         video = Video(video_path)
         indices = video.select(self.config.sampling)
+        if len(indices) == 0:
+            raise VideoError(
+                f"{video_path}: no frames in the selected time window "
+                f"(the video's frames span {video.times[0]:.3f}-{video.times[-1]:.3f} s)"
+            )
         side = sidecar_path(output)
         if side.exists():
             side.unlink()

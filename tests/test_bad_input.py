@@ -157,3 +157,12 @@ def test_file_output_for_several_videos(shared_dir: Path, torch_home: Path, tmp_
     assert result.exit_code != 0 and result.exception is None, result.describe()
     assert str(out) in result.output.replace("\n", "")
     assert out.read_text() == "keep me\n"
+
+
+def test_time_window_outside_the_video(shared_dir: Path, torch_home: Path, tmp_path: Path) -> None:
+    video = shared_dir / "fixtures" / "videos" / "pyfeat_single_face.mp4"
+    out = tmp_path / "result.csv"
+    result = invoke([video, "-o", out, "--start", "100", *FAST])
+    assert_clear_failure(result, video)
+    assert "no frames in the selected time window" in result.output
+    assert leftovers(tmp_path) == []
