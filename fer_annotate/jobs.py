@@ -62,6 +62,12 @@ def plan_jobs(inputs: list[Path], output: Path, fmt: str) -> list[Job]:
     return jobs
 
 
+def _one_line(video: Path, exc: Exception) -> str:
+    """A failure other than a bad video (out of memory, a file system error), as one line."""
+    text = str(exc).strip()
+    return f"{video}: {type(exc).__name__}: {text.splitlines()[0] if text else 'no message'}"
+
+
 def run_jobs(
     annotator: Annotator,
     jobs: list[Job],
@@ -83,8 +89,8 @@ def run_jobs(
             on_start(job)
         try:
             summary = annotator.run(job.video, job.output, on_frames=on_frames, arguments=arguments)
-        except (VideoError, OSError) as exc:
-            message = str(exc) if isinstance(exc, VideoError) else f"{job.video}: {exc}"
+        except Exception as exc:  # one video's failure, whatever it is, must not stop the others
+            message = str(exc) if isinstance(exc, VideoError) else _one_line(job.video, exc)
             report.failed.append((job, message))
             if on_end is not None:
                 on_end(job, f"failed: {message}")
