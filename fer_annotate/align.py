@@ -74,39 +74,41 @@ def _invert(m: np.ndarray) -> np.ndarray:
     return np.concatenate([inv, t[:, :, None]], axis=2)
 
 
-def warp_crops(
-    frames: torch.Tensor, frame_idx: np.ndarray, transforms: np.ndarray, size: int, chunk: int = 32
-) -> torch.Tensor:
-    """Warp faces out of frames [B,H,W,3] uint8 (any device) into crops [M,3,size,size] uint8."""
+def warp_crops(frames: torch.Tensor, frame_idx: np.ndarray, transforms: np.ndarray, size: int) -> torch.Tensor:
+    """Warp faces out of frames [B,H,W,3] uint8 (any device) into crops [M,3,size,size] uint8.
+
+    Each face reads only the frame region its crop covers, so the cost follows the face count and crop
+    size, not the frame resolution; that region is average-pooled by 2^k first when the face is 2^k or
+    more times larger than the crop.
+    """
     m = len(frame_idx)
     device = frames.device
+    out = torch.empty((m, 3, size, size), dtype=torch.uint8, device=device)
     if m == 0:
-        return torch.zeros((0, 3, size, size), dtype=torch.uint8, device=device)
+        return out
     inv = _invert(np.asarray(transforms, dtype=np.float64))
     scale = np.sqrt(np.abs(np.linalg.det(inv[:, :, :2])))
     level = np.clip(np.floor(np.log2(np.maximum(scale, 1.0))), 0, 4).astype(int)
     axis = torch.arange(size, dtype=torch.float64)
     ys, xs = torch.meshgrid(axis, axis, indexing="ij")
     base = torch.stack([xs + 0.5, ys + 0.5, torch.ones_like(xs)], dim=-1).reshape(-1, 3)
-    out = torch.empty((m, 3, size, size), dtype=torch.uint8, device=device)
-    for s in range(0, m, chunk):
-        sl = slice(s, s + chunk)
-        fi = torch.as_tensor(frame_idx[sl], device=device, dtype=torch.long)
-        images = frames[fi].permute(0, 3, 1, 2).float()
-        src = torch.einsum("pk,mjk->mpj", base, torch.from_numpy(inv[sl]))
-        crops = torch.empty((len(fi), 3, size, size), device=device)
-        for lv in np.unique(level[sl]):
-            pick = np.flatnonzero(level[sl] == lv)
-            img = images[pick]
-            if lv > 0:
-                img = F.avg_pool2d(img, kernel_size=2**lv, stride=2**lv, ceil_mode=True)
-            lh, lw = img.shape[2:]
-            g = src[pick].clone()
-            g[..., 0] = g[..., 0] / (lw * 2**lv) * 2 - 1
-            g[..., 1] = g[..., 1] / (lh * 2**lv) * 2 - 1
-            grid = g.reshape(len(pick), size, size, 2).to(device=device, dtype=torch.float32)
-            crops[torch.as_tensor(pick, device=device)] = F.grid_sample(
-                img, grid, mode="bilinear", padding_mode="border", align_corners=False
-            )
-        out[sl] = crops.round().clamp(0, 255).to(torch.uint8)
+    src = torch.einsum("pk,mjk->mpj", base, torch.from_numpy(inv)).reshape(m, size, size, 2)
+    corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], dtype=np.float64)
+    h, w = frames.shape[1:3]
+    for i in range(m):
+        step = 2 ** int(level[i])
+        pts = corners @ inv[i].T
+        x0 = int(np.clip(np.floor(pts[:, 0].min()) - step, 0, w - 1)) // step * step
+        y0 = int(np.clip(np.floor(pts[:, 1].min()) - step, 0, h - 1)) // step * step
+        x1 = int(np.clip(np.ceil(pts[:, 0].max()) + step, x0 + 1, w))
+        y1 = int(np.clip(np.ceil(pts[:, 1].max()) + step, y0 + 1, h))
+        region = frames[int(frame_idx[i]), y0:y1, x0:x1].permute(2, 0, 1)[None].float()
+        if step > 1:
+            region = F.avg_pool2d(region, kernel_size=step, stride=step, ceil_mode=True)
+        grid = src[i].clone()
+        grid[..., 0] = (grid[..., 0] - x0) / (region.shape[3] * step) * 2 - 1
+        grid[..., 1] = (grid[..., 1] - y0) / (region.shape[2] * step) * 2 - 1
+        grid = grid[None].to(device=device, dtype=torch.float32)
+        crop = F.grid_sample(region, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        out[i] = crop[0].round().clamp(0, 255).to(torch.uint8)
     return out

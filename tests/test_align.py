@@ -64,3 +64,26 @@ def test_large_faces_are_downsampled_without_aliasing():
 def test_no_faces_gives_empty_batch():
     out = warp_crops(torch.zeros((2, 10, 10, 3), dtype=torch.uint8), np.array([], dtype=int), np.zeros((0, 2, 3)), 16)
     assert out.shape == (0, 3, 16, 16)
+
+
+def test_region_warp_matches_a_whole_frame_warp():
+    """Reading only the face's region gives the same crop as sampling the whole frame, also at the border."""
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(1)
+    frame = torch.from_numpy(rng.integers(0, 255, (1, 120, 160, 3), dtype=np.uint8))
+    angle = np.deg2rad(25)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    template = CropTemplate(TEMPLATE.points, size=48)
+    boxes = np.zeros((2, 4))
+    kps = np.stack([(template.points * 48 * 1.3) @ rot.T + np.array(shift) for shift in ([40.0, 30.0], [130.0, 90.0])])
+    m = face_transforms(boxes, kps, template)
+    crops = warp_crops(frame, np.array([0, 0]), m, 48).float()
+    inv = np.linalg.inv(np.concatenate([m, np.tile([[[0, 0, 1]]], (2, 1, 1))], 1))[:, :2]
+    ys, xs = np.mgrid[0:48, 0:48] + 0.5
+    for i in range(2):
+        src = np.stack([xs, ys, np.ones_like(xs)], -1) @ inv[i].T
+        grid = torch.from_numpy(np.stack([src[..., 0] / 160 * 2 - 1, src[..., 1] / 120 * 2 - 1], -1))[None].float()
+        image = frame.permute(0, 3, 1, 2).float()
+        ref = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
+        assert (crops[i] - ref.round()).abs().max() <= 1
