@@ -89,12 +89,12 @@ def _load(detector: str, urls: list[str], make: Callable[[], object]) -> object:
 
 
 def _letterbox(frames: torch.Tensor, size: int) -> tuple[torch.Tensor, float]:
-    """Pad frames [B,3,H,W] to a square (bottom/right) and resize to size x size; returns the scale."""
+    """Shrink frames [B,3,H,W] so the long side is `size`, pad bottom/right to a square; returns the scale."""
     _, _, h, w = frames.shape
-    side = max(h, w)
-    padded = F.pad(frames, (0, side - w, 0, side - h))
-    resized = F.interpolate(padded, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return resized, side / size
+    scale = max(h, w) / size
+    rh, rw = min(size, round(h / scale)), min(size, round(w / scale))
+    resized = F.interpolate(frames, size=(rh, rw), mode="bilinear", antialias=True, align_corners=False)
+    return F.pad(resized, (0, size - rw, 0, size - rh)), scale
 
 
 def _downscale(frames: torch.Tensor, max_side: int) -> tuple[torch.Tensor, float]:
