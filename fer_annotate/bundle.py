@@ -204,6 +204,15 @@ def load_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
     return bundle
 
 
+def _publish_modes(folder: Path) -> None:
+    """Give a folder built with mkdtemp (0700) the modes of any new folder and file (umask applied)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for item in folder.rglob("*"):
+        item.chmod((0o777 if item.is_dir() else 0o666) & ~umask)
+
+
 def _write_atomic_dir(path: Path, fill, overwrite: bool) -> None:
     """Build a folder in a temporary sibling with `fill(tmp)`, then rename it into place."""
     if path.exists() and not overwrite:
@@ -213,6 +222,7 @@ def _write_atomic_dir(path: Path, fill, overwrite: bool) -> None:
     old = None
     try:
         fill(tmp)
+        _publish_modes(tmp)
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             path.rename(old)

@@ -137,3 +137,18 @@ def test_save_rejects_wrong_state_and_existing_folder(tmp_path, small):
                 overwrite=True)
     assert load_bundle(small).tasks == ["EXPR"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_saved_bundle_has_ordinary_permissions(tmp_path):
+    """Built in a private temporary folder, a bundle is still readable by others once published (umask 022)."""
+    import os
+
+    from bundle_factory import make_random_bundle
+
+    old = os.umask(0o022)
+    try:
+        path = make_random_bundle(tmp_path / "b", backbone="small_cnn", members=1, input_size=48)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o755
+    assert {p.stat().st_mode & 0o777 for p in path.iterdir()} == {0o644}
