@@ -384,23 +384,33 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
-def run_teacher(cfg: TrainConfig, out: str | Path, overwrite: bool = False, log: Log = print) -> dict:
-    """Train the teacher into out/ (resuming an interrupted run); returns its summary."""
-    out = Path(out)
+def start_run(cfg: TrainConfig, out: Path, overwrite: bool, log: Log) -> tuple[TrainConfig, Env, Log]:
+    """Resolve the config, set up the process group, prepare out/ on the main rank; quiet logs elsewhere."""
     cfg = resolve(cfg)
     env = setup_env(cfg)
-    log = log if env.main else _quiet
     if env.main:
         prepare_run(out, cfg, overwrite)
     env.barrier()
+    return cfg, env, log if env.main else _quiet
+
+
+def write_run_meta(out: Path, kind: str, train: Dataset, val: Dataset | None) -> None:
+    """out/run.json: the run's kind, label names, data counts and reader notes."""
+    meta = {"kind": kind, "au_names": train.labels.au_names, "expr_names": train.labels.expr_names,
+            "train_counts": train.labels.counts(), "val_counts": val.labels.counts() if val else None,
+            "notes": train.labels.notes + (val.labels.notes if val else [])}
+    (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def run_teacher(cfg: TrainConfig, out: str | Path, overwrite: bool = False, log: Log = print) -> dict:
+    """Train the teacher into out/ (resuming an interrupted run); returns its summary."""
+    out = Path(out)
+    cfg, env, log = start_run(cfg, out, overwrite, log)
     train, val = load_datasets(cfg, image_cache(cfg, out), env, log)
     heads = heads_for(train.labels, cfg.loss.va_bins)
     summary = train_member(cfg, out, heads, train, val, env, cfg.seed, log=log)
     if env.main:
-        meta = {"kind": "teacher", "au_names": train.labels.au_names, "expr_names": train.labels.expr_names,
-                "train_counts": train.labels.counts(), "val_counts": val.labels.counts() if val else None,
-                "notes": train.labels.notes + (val.labels.notes if val else [])}
-        (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
+        write_run_meta(out, "teacher", train, val)
     return summary
 
 
@@ -440,12 +450,7 @@ def run_students(cfg: TrainConfig, out: str | Path, overwrite: bool = False, log
     teacher run cfg.teacher, each later round from the previous round's ensemble. Finished students
     are skipped on a rerun, an interrupted one resumes."""
     out = Path(out)
-    cfg = resolve(cfg)
-    env = setup_env(cfg)
-    log = log if env.main else _quiet
-    if env.main:
-        prepare_run(out, cfg, overwrite)
-    env.barrier()
+    cfg, env, log = start_run(cfg, out, overwrite, log)
     teacher_run = Path(cfg.teacher)
     tcfg, tsummary, tnets = teacher_networks(teacher_run, env.device)
     train, val = load_datasets(cfg, image_cache(cfg, out), env, log)
@@ -471,8 +476,5 @@ def run_students(cfg: TrainConfig, out: str | Path, overwrite: bool = False, log
     summary = {"teacher": str(teacher_run), "teacher_val": tsummary["val"], "rounds": rounds}
     if env.main:
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        meta = {"kind": "student", "au_names": train.labels.au_names, "expr_names": train.labels.expr_names,
-                "train_counts": train.labels.counts(), "val_counts": val.labels.counts() if val else None,
-                "notes": train.labels.notes + (val.labels.notes if val else [])}
-        (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
+        write_run_meta(out, "student", train, val)
     return summary

@@ -38,6 +38,7 @@ from training.loop import (
     prepare_run,
     resolve,
     setup_env,
+    write_run_meta,
 )
 from training.losses import truth_loss
 
@@ -119,10 +120,7 @@ def run_temporal(cfg: TrainConfig, out: str | Path, overwrite: bool = False, log
         members.append(_train_rnn(cfg, out / f"member{i}", cnn, heads, train, val, env, cfg.seed + i, log))
     summary = {"cnn": str(cnn_run), "members": members}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    meta = {"kind": "temporal", "au_names": train.labels.au_names, "expr_names": train.labels.expr_names,
-            "train_counts": train.labels.counts(), "val_counts": val.labels.counts() if val else None,
-            "notes": train.labels.notes + (val.labels.notes if val else [])}
-    (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_run_meta(out, "temporal", train, val)
     return summary
 
 
