@@ -8,10 +8,15 @@ temporal filter, from the smoothed probabilities.
 
 
 from fer_annotate.align import CropTemplate
-from fer_annotate.bundle import Bundle
+from fer_annotate.bundle import Bundle, InputSpec
 from fer_annotate.ensemble import Ensemble, EnsembleOutput, decide
 from fer_annotate.output import TableSchema, au_column
 from fer_annotate.temporal import SmoothSpec, TrackFilter
+
+
+def crop_template(spec: InputSpec) -> CropTemplate:
+    """The alignment target of an input spec: template points, crop size, box-crop scale."""
+    return CropTemplate(spec.template, size=spec.size, box_scale=spec.box_scale)
 
 
 class _RowFilter:
@@ -43,8 +48,7 @@ class ModelStage:
         self.smooth = SmoothSpec.parse(smooth)
         self.max_gap_s = self.smooth.max_gap_s
         self.ensemble = Ensemble(bundle, device)
-        spec = bundle.input
-        self.template = CropTemplate(spec.template, size=spec.size, box_scale=spec.box_scale)
+        self.template = crop_template(bundle.input)
 
     def schema(self) -> TableSchema:
         """The table columns of this bundle's tasks."""

@@ -15,22 +15,19 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from fer_annotate import __version__
-from fer_annotate.align import CropTemplate, face_transforms, warp_crops
+from fer_annotate.align import face_transforms, warp_crops
+from fer_annotate.bundle import InputSpec
 from fer_annotate.detect import Detections, DetectorConfig, FaceDetector
+from fer_annotate.model import ModelStage, crop_template
 from fer_annotate.output import TableSchema, TableWriter, sidecar_path, write_sidecar
 from fer_annotate.track import Tracker, TrackerConfig
 from fer_annotate.video import Sampling, Video, VideoError
 
-if TYPE_CHECKING:
-    from fer_annotate.model import ModelStage
-
-DEFAULT_TEMPLATE = [[0.375, 0.25], [0.625, 0.25], [0.5, 0.55], [0.5, 0.75]]
 WRITE_EVERY = 256
 
 
@@ -115,14 +112,12 @@ def _versions() -> dict[str, str]:
 class Annotator:
     """Holds the detector and the model stage; annotates videos one after another."""
 
-    def __init__(self, config: AnnotateConfig, model: "ModelStage | None" = None):
+    def __init__(self, config: AnnotateConfig, model: ModelStage | None = None):
         self.config = config
         self.detector = FaceDetector(config.detector)
         self.model = model
-        if model is not None:
-            self.template = model.template
-        else:
-            self.template = CropTemplate(DEFAULT_TEMPLATE, size=112, box_scale=1.0)
+        # Without a model (--weights none) crops for --save-crops use the default 112 px input spec.
+        self.template = model.template if model is not None else crop_template(InputSpec(size=112))
 
     def schema(self) -> TableSchema:
         return self.model.schema() if self.model is not None else TableSchema()
@@ -274,7 +269,7 @@ class Annotator:
 class _Emitter:
     """Turns settled frames into rows: per-face temporal filters, then frame order, then the writer."""
 
-    def __init__(self, video: str, model: "ModelStage | None", writer: TableWriter, stages: dict[str, float]):
+    def __init__(self, video: str, model: ModelStage | None, writer: TableWriter, stages: dict[str, float]):
         self.video, self.model, self.writer, self.stages = video, model, writer, stages
         self.frames_with_face = 0
         self.order: dict[int, list] = {}

@@ -279,3 +279,18 @@ def test_console_entry_point(videos: Path, torch_home: Path, tmp_path: Path) -> 
     assert "Traceback" not in result.stderr
     assert read_table(out)["frame"].tolist() == list(range(0, 72, 12))
     assert sidecar(out).is_file()
+
+
+def test_save_crops_writes_one_aligned_crop_per_face_row(torch_home: Path, shared_dir: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    video = shared_dir / "fixtures" / "videos" / "pyfeat_single_face.mp4"
+    out, crops = tmp_path / "out.csv", tmp_path / "crops"
+    result = invoke([video, "-o", out, "--detector", "blazeface", "--weights", "none", "--save-crops", crops,
+                     "--end", "1"])
+    assert result.exit_code == 0, result.describe()
+    ok = read_table(out).query("status == 'ok'")
+    files = sorted((crops / "pyfeat_single_face").glob("*.png"))
+    assert [f.name for f in files] == [f"{int(r.frame):06d}_face{r.face_id}.png" for r in ok.itertuples()]
+    with Image.open(files[0]) as img:
+        assert img.size == (112, 112) and img.mode == "RGB"
