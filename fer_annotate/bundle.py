@@ -85,6 +85,7 @@ class Bundle:
     temporal: TemporalSpec
     members: list[MemberFile]
     provenance: dict
+    bs_names: list[str] = field(default_factory=list)  # blendshape names of a BS head (MediaPipe's order)
 
     @property
     def manifest_path(self) -> Path:
@@ -151,6 +152,10 @@ def _validate(b: Bundle, where: Path) -> None:
                f"{len(b.expr_names)} expression names for {heads['EXPR']} EXPR outputs")
     if "VA" in heads:
         _check(heads["VA"] == 2 * b.va_bins, where, f"VA head has {heads['VA']} outputs, expected 2 x {b.va_bins} bins")
+    if "BS" in heads:
+        _check(len(b.bs_names) == heads["BS"], where, f"{len(b.bs_names)} blendshape names for {heads['BS']} BS outputs")
+    if "POSE" in heads:
+        _check(heads["POSE"] == 3, where, f"POSE head has {heads['POSE']} outputs, expected 3 (yaw, pitch, roll)")
 
 
 def load_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
@@ -169,7 +174,7 @@ def load_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
     version = data.get("schema_version")
     _check(version == SCHEMA_VERSION, manifest,
            f"unknown manifest schema_version {version!r} (this fer-annotate reads {SCHEMA_VERSION})")
-    required = {f.name for f in fields(Bundle)} - {"path"}
+    required = {f.name for f in fields(Bundle)} - {"path", "bs_names"}
     missing = sorted(required - set(data))
     _check(not missing, manifest, f"missing field(s) {missing}")
     members = data["members"]
@@ -189,6 +194,7 @@ def load_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
             temporal=_dataclass_from(TemporalSpec, data["temporal"], manifest, "temporal"),
             members=[_dataclass_from(MemberFile, m, manifest, "members[]") for m in members],
             provenance=dict(data["provenance"]),
+            bs_names=[str(n) for n in data.get("bs_names", [])],
         )
     except (TypeError, ValueError) as exc:
         raise BundleError(f"{manifest}: bad field value ({exc})") from None
@@ -269,6 +275,7 @@ def save_bundle(
     temporal: TemporalSpec | None = None,
     provenance: dict | None = None,
     overwrite: bool = False,
+    bs_names: list[str] | None = None,
 ) -> Bundle:
     """Write a bundle folder atomically: member state dicts (checked against the network) + manifest.
 
@@ -298,6 +305,7 @@ def save_bundle(
         temporal=temporal,
         members=[],
         provenance=dict(provenance or {}),
+        bs_names=list(bs_names or []) if "BS" in heads else [],
     )
     _check(bool(state_dicts), path, "no member state dicts to save")
     _validate(bundle, path / MANIFEST)

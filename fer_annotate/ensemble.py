@@ -1,7 +1,7 @@
 """Running a bundle's members on face crops and combining them into one ensemble output.
 
 The ensemble is the mean of the members' probabilities (AU sigmoid, EXPR softmax) and of their VA
-expectations, as in the paper; the standard deviation across members is kept as an uncertainty.
+expectations, as in the paper (and of the distilled blendshape scores and pose angles); the standard deviation across members is kept as an uncertainty.
 Decisions (AU 1 where probability > the bundle's threshold, expression = argmax) are made last,
 by `decide`, so that they can be recomputed after temporal smoothing.
 """
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fer_annotate.bundle import Bundle, load_members
-from fer_annotate.networks import MultitaskCNNRNN, va_expectation
+from fer_annotate.networks import POSE_SCALE, MultitaskCNNRNN, va_expectation
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 
@@ -22,6 +22,9 @@ GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 @dataclass
 class EnsembleOutput:
     """Per-face ensemble results (numpy float32, one row per face); None for tasks the bundle lacks.
+
+    bs_prob [M, 52] are blendshape scores in [0, 1]; pose [M, 3] is (yaw, pitch, roll) in degrees,
+    roll relative to the crop (the pipeline adds the crop's own rotation).
 
     hidden [M, members, tasks, 128] is the CNN heads' hidden features, present only for cnn_rnn
     bundles (the input of the temporal heads).
@@ -35,6 +38,10 @@ class EnsembleOutput:
     arousal: np.ndarray | None = None
     valence_std: np.ndarray | None = None
     arousal_std: np.ndarray | None = None
+    bs_prob: np.ndarray | None = None
+    bs_std: np.ndarray | None = None
+    pose: np.ndarray | None = None
+    pose_std: np.ndarray | None = None
     hidden: np.ndarray | None = None
 
     def present(self) -> list[str]:
@@ -91,6 +98,10 @@ def combine(logits: list[dict[str, Tensor]], va_bins: int = 20) -> EnsembleOutpu
         mean, std = _mean_std(torch.stack([va_expectation(m["VA"], va_bins) for m in logits]))
         out.valence, out.arousal = mean[..., 0], mean[..., 1]
         out.valence_std, out.arousal_std = std[..., 0], std[..., 1]
+    if "BS" in tasks:
+        out.bs_prob, out.bs_std = _mean_std(torch.stack([torch.sigmoid(m["BS"].float()) for m in logits]))
+    if "POSE" in tasks:
+        out.pose, out.pose_std = _mean_std(torch.stack([m["POSE"].float() * POSE_SCALE for m in logits]))
     return out
 
 

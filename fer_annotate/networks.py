@@ -13,8 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-TASKS = ("EXPR", "AU", "VA")
+TASKS = ("EXPR", "AU", "VA", "BS", "POSE")
 HIDDEN = 128
+# POSE heads output (yaw, pitch, roll) / POSE_SCALE: angles in degrees of about +-45 map to about +-1.
+POSE_SCALE = 45.0
 RNN_HIDDEN = 64
 BACKBONES = ("caffe_resnet50", "resnet18", "mobilenet_v3_small", "small_cnn")
 
@@ -30,7 +32,8 @@ class NetworkSpec:
 
 
 def ordered_heads(heads: dict[str, int]) -> dict[str, int]:
-    """The heads in the canonical task order EXPR, AU, VA (the authors' `classifier.{i}` order)."""
+    """The heads in the canonical task order EXPR, AU, VA (the authors' `classifier.{i}` order), then the
+    distilled geometry heads BS (blendshape scores) and POSE (head pose angles)."""
     unknown = sorted(set(heads) - set(TASKS))
     if unknown:
         raise ValueError(f"unknown task(s) {unknown}; known: {list(TASKS)}")
@@ -177,7 +180,7 @@ class Head(nn.Module):
 
 
 class MultitaskNet(nn.Module):
-    """Backbone + one head per task (`classifier.{i}` in EXPR, AU, VA order). Input: normalised images."""
+    """Backbone + one head per task (`classifier.{i}` in EXPR, AU, VA, BS, POSE order). Input: normalised images."""
 
     def __init__(self, spec: NetworkSpec):
         super().__init__()

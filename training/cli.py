@@ -25,10 +25,12 @@ TRAIN_OPTIONS = [
     click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
                  help="TOML file of settings (TrainConfig fields, [augment], [loss]); options override it."),
     click.option("--abaw", multiple=True, help="Aff-Wild2/ABAW root (training split). Repeatable."),
-    click.option("--manifest", multiple=True, help="CSV manifest: path + AU / expression / valence,arousal."),
+    click.option("--manifest", multiple=True, metavar="CSV[@IMAGES]",
+                 help="CSV manifest: path + AU / expression or votes / valence,arousal / bs_*, pose_*; image paths "
+                      "relative to IMAGES (default: the CSV's folder). Repeatable."),
     click.option("--folders", multiple=True, help="Expression folders: DIR/<class>/*.jpg. Repeatable."),
     click.option("--val-abaw", multiple=True, help="ABAW root for validation (its Validation_Set)."),
-    click.option("--val-manifest", multiple=True, help="CSV manifest for validation."),
+    click.option("--val-manifest", multiple=True, metavar="CSV[@IMAGES]", help="CSV manifest for validation."),
     click.option("--val-folders", multiple=True, help="Expression folders for validation."),
     click.option("--cache", help="Folder for the decoded-image cache (default RUN/cache, students: the teacher's)."),
     click.option("--backbone", help="resnet18 | mobilenet_v3_small | small_cnn | caffe_resnet50."),
@@ -48,6 +50,8 @@ TRAIN_OPTIONS = [
     click.option("--weight-decay", type=float, help="Decoupled weight decay (AdamW; 0 = Adam)."),
     click.option("--schedule", type=click.Choice(["constant", "cosine", "onecycle"]), help="Learning-rate schedule."),
     click.option("--steps-per-epoch", type=int, help="Steps per epoch (default: largest task / batch size)."),
+    click.option("--expr-labels", type=click.Choice(["votes", "majority"]),
+                 help="Expression target where the data has votes: their distribution (default) or the majority."),
     click.option("--balance", help="Tasks to balance, comma separated, or 'none' (default AU,EXPR,VA)."),
     click.option("--zoom", help="Random crop zoom range MIN,MAX (default 1,1.196 = 112 of 134)."),
     click.option("--rotate", type=float, help="Random rotation, degrees (default 0)."),
@@ -78,8 +82,13 @@ def _json(text: str | None, name: str):
         raise click.BadParameter(f"not JSON ({e})", param_hint=f"--{name}") from None
 
 
+def _source_path(text: str) -> str:
+    """An absolute source path; a manifest's CSV@IMAGE_ROOT keeps both parts."""
+    return "@".join(str(Path(part).resolve()) for part in text.split("@", 1))
+
+
 def _sources(kw: dict, prefix: str) -> list[dict] | None:
-    sources = [{"kind": kind, "path": str(Path(p).resolve())}
+    sources = [{"kind": kind, "path": _source_path(p)}
                for kind in ("abaw", "manifest", "folders") for p in kw.get(prefix + kind) or ()]
     return sources or None
 
@@ -101,7 +110,7 @@ def _settings(kw: dict) -> dict:
         "std": _json(kw["std"], "std"), "template": _json(kw["template"], "template"), "box_scale": kw["box_scale"],
         "epochs": kw["epochs"], "batch_size": kw["batch_size"], "lr": kw["lr"], "betas": _json(kw["betas"], "betas"),
         "weight_decay": kw["weight_decay"], "schedule": kw["schedule"], "steps_per_epoch": kw["steps_per_epoch"],
-        "balance": balance, "augment": {k: v for k, v in augment.items() if v is not None},
+        "balance": balance, "expr_labels": kw["expr_labels"], "augment": {k: v for k, v in augment.items() if v is not None},
         "loss": {"temperature": kw["temperature"]} if kw["temperature"] is not None else None,
         "metrics": kw["metrics"], "seed": kw["seed"], "device": kw["device"], "amp": kw["amp"],
         "threads": kw["threads"],

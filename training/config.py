@@ -55,6 +55,7 @@ class TrainConfig:
     schedule: str = "constant"  # constant | cosine | onecycle
     steps_per_epoch: int | None = None  # default: the largest task's epoch / batch size
     balance: list[str] = field(default_factory=lambda: ["AU", "EXPR", "VA"])
+    expr_labels: str = "votes"  # votes: the raters' vote distribution where the data has one | majority
     augment: AugmentSpec = field(default_factory=AugmentSpec)
     loss: LossSpec = field(default_factory=LossSpec)
     metrics: str = "2020"  # ABAW edition of the metrics: 2020 (= 2021) | 2022
@@ -88,6 +89,8 @@ class TrainConfig:
             raise ValueError(f"--schedule must be constant, cosine or onecycle, not {self.schedule!r}")
         if self.metrics not in ("2020", "2022"):
             raise ValueError(f"--metrics must be 2020 or 2022, not {self.metrics!r}")
+        if self.expr_labels not in ("votes", "majority"):
+            raise ValueError(f"--expr-labels must be votes or majority, not {self.expr_labels!r}")
         unknown = sorted(set(self.balance) - {"AU", "EXPR", "VA"})
         if unknown:
             raise ValueError(f"--balance: unknown task(s) {unknown}")

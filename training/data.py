@@ -1,7 +1,9 @@
 """Training data: label readers for ABAW / Aff-Wild2, CSV manifests and expression folders, and images.
 
 Every reader returns a `LabelTable`: one row per image with whatever labels it has (AU as 0/1 with NaN
-for missing, expression as a class index with -1 for missing, valence/arousal with NaN for missing).
+for missing, expression as a class index with -1 for missing, optionally with the raters' vote
+distribution, valence/arousal with NaN for missing, and the regression targets of a geometry teacher:
+blendshape scores and head pose angles, NaN for missing).
 Tables from several sources are merged by AU name, like the paper's DISFA / ExpW / AFEW-VA additions.
 `load_images` decodes every image once into a uint8 array (cached as .npy), so training never decodes
 a JPEG twice and needs no DataLoader worker processes.
@@ -17,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-TASKS = ("EXPR", "AU", "VA")
+TASKS = ("EXPR", "AU", "VA", "BS", "POSE")
+POSE_COLUMNS = ("pose_yaw", "pose_pitch", "pose_roll")
 EXPR_NAMES = ["neutral", "anger", "disgust", "fear", "happiness", "sadness", "surprise"]
 EXPR_NAMES_8 = EXPR_NAMES + ["other"]
 AU_2020 = ["AU01", "AU02", "AU04", "AU06", "AU12", "AU15", "AU20", "AU25"]
@@ -57,6 +60,10 @@ class LabelTable:
     frame: np.ndarray | None = None  # [N] int64 1-based frame number within the video
     videos: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # counted warnings (skipped rows and why)
+    expr_soft: np.ndarray | None = None  # [N, K] float32 vote distribution (rows sum to 1), NaN = no votes
+    bs: np.ndarray | None = None  # [N, B] float32 blendshape scores in [0, 1], NaN = missing
+    pose: np.ndarray | None = None  # [N, 3] float32 yaw, pitch, roll in degrees, NaN = missing
+    bs_names: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -69,10 +76,13 @@ class LabelTable:
             return self.expr >= 0
         if task == "VA":
             return ~np.isnan(self.va).any(axis=1)
+        if task in ("BS", "POSE"):
+            values = self.bs if task == "BS" else self.pose
+            return np.zeros(len(self), bool) if values is None else ~np.isnan(values).any(axis=1)
         raise ValueError(f"unknown task {task!r}")
 
     def tasks(self) -> list[str]:
-        """The tasks with at least one labelled row, in the canonical order EXPR, AU, VA."""
+        """The tasks with at least one labelled row, in the canonical order EXPR, AU, VA, BS, POSE."""
         return [t for t in TASKS if self.has(t).any()]
 
     def subset(self, index: np.ndarray) -> "LabelTable":
@@ -89,7 +99,23 @@ class LabelTable:
             frame=None if self.frame is None else self.frame[index],
             videos=list(self.videos),
             notes=list(self.notes),
+            expr_soft=None if self.expr_soft is None else self.expr_soft[index],
+            bs=None if self.bs is None else self.bs[index],
+            pose=None if self.pose is None else self.pose[index],
+            bs_names=list(self.bs_names),
         )
+
+    def expr_targets(self, votes: bool = True) -> np.ndarray:
+        """Expression targets [N, K] float32: the vote distribution where there is one (and `votes`),
+        else the one-hot label; rows without an expression label are NaN."""
+        k = len(self.expr_names)
+        out = np.full((len(self), k), np.nan, np.float32)
+        has = self.expr >= 0
+        out[has] = np.eye(k, dtype=np.float32)[self.expr[has]]
+        if votes and self.expr_soft is not None:
+            soft = ~np.isnan(self.expr_soft).any(axis=1)
+            out[soft] = self.expr_soft[soft]
+        return out
 
     def counts(self) -> dict[str, int]:
         """Rows labelled per task (for logs and provenance)."""
@@ -157,20 +183,53 @@ def read_folders(root: str | Path) -> LabelTable:
 PATH_COLUMNS = ("path", "image", "file", "filename", "img")
 
 
-def read_manifest(csv_path: str | Path) -> LabelTable:
-    """A CSV manifest: an image path column (relative to the CSV's folder) plus any of AU columns,
-    `expression` (name or index in paper order), `valence`, `arousal`. Empty cells are missing labels.
+def _vote_columns(lower: list[str]) -> dict[int, str]:
+    """Header positions of per-class vote columns (an expression name or a known non-paper class)."""
+    out = {}
+    for i, name in enumerate(lower):
+        key = name.replace(" ", "_")
+        if key in EXPR_SKIPPED:
+            out[i] = key
+        elif EXPR_ALIASES.get(key) in EXPR_NAMES:
+            out[i] = EXPR_ALIASES[key]
+    return out if sum(v in EXPR_NAMES for v in out.values()) >= 2 else {}
 
+
+def _numbers(cells: list[str], where: str, what: str) -> np.ndarray | None:
+    """Floats of a group of cells; None when all are empty; an error when only some are or one is not a number."""
+    cells = [c.strip() for c in cells]
+    if not any(cells):
+        return None
+    try:
+        return np.array([float(c) for c in cells], np.float32)
+    except ValueError:
+        raise DataError(f"{where}: {what} {cells} must all be numbers (or all empty)") from None
+
+
+def read_manifest(csv_path: str | Path, images: str | Path | None = None) -> LabelTable:
+    """A CSV manifest: an image path column (relative to `images`, default the CSV's folder) plus any of
+    AU columns, `expression` (name or index in paper order) or per-class vote columns, `valence`,
+    `arousal`, blendshape columns `bs_<name>` and head pose `pose_yaw, pose_pitch, pose_roll`.
+    Empty cells are missing labels.
+
+    Vote columns (counts or probabilities named by class, e.g. FER+'s `neutral, happiness, ..., contempt,
+    unknown, NF`) give the expression target as the vote distribution over the 7 classes and the label
+    as its majority (ties: the first class in paper order). A row whose majority is a class outside the 7
+    (contempt, unknown, NF) is dropped with a counted note; votes for such classes are otherwise left out.
     A row whose image is missing is skipped with a counted note; a malformed value is an error naming
     the file and line.
     """
     import csv
 
     csv_path = Path(csv_path)
+    root = Path(images) if images is not None else csv_path.parent
     if not csv_path.is_file():
         raise DataError(f"{csv_path}: no such manifest")
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.reader(f))
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except UnicodeDecodeError as e:
+        raise DataError(f"{csv_path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     if not rows:
         raise DataError(f"{csv_path}:1: empty manifest (expected a header line)")
     header = [h.strip() for h in rows[0]]
@@ -180,24 +239,37 @@ def read_manifest(csv_path: str | Path) -> LabelTable:
         raise DataError(f"{csv_path}:1: no image path column (one of {', '.join(PATH_COLUMNS)})")
     au_cols = [(i, au_name(h)) for i, h in enumerate(header) if au_name(h)]
     expr_col = next((lower.index(c) for c in ("expression", "expr", "emotion", "label") if c in lower), None)
+    votes = {} if expr_col is not None else _vote_columns(lower)
     v_col = lower.index("valence") if "valence" in lower else None
     a_col = lower.index("arousal") if "arousal" in lower else None
     if (v_col is None) != (a_col is None):
         raise DataError(f"{csv_path}:1: valence and arousal columns come together")
-    if not au_cols and expr_col is None and v_col is None:
-        raise DataError(f"{csv_path}:1: no label columns (AU*, expression, valence/arousal)")
+    bs_cols = [i for i, h in enumerate(lower) if h.startswith("bs_")]
+    pose_cols = [lower.index(c) for c in POSE_COLUMNS if c in lower]
+    if pose_cols and len(pose_cols) != 3:
+        raise DataError(f"{csv_path}:1: head pose needs all of {', '.join(POSE_COLUMNS)}")
+    if not (au_cols or expr_col is not None or votes or v_col is not None or bs_cols or pose_cols):
+        raise DataError(f"{csv_path}:1: no label columns (AU*, expression or votes, valence/arousal, bs_*, pose_*)")
     au_names = [name for _, name in au_cols]
     n = len(rows) - 1
     au, expr, va = _empty(n, len(au_names))
+    soft = np.full((n, len(EXPR_NAMES)), np.nan, np.float32) if votes else None
+    bs = np.full((n, len(bs_cols)), np.nan, np.float32) if bs_cols else None
+    pose = np.full((n, 3), np.nan, np.float32) if pose_cols else None
+    vote_class = [EXPR_NAMES.index(c) if c in EXPR_NAMES else -1 for c in votes.values()]
     keep = np.zeros(n, bool)
     paths: list[str] = []
     missing_image = skipped_class = 0
     for r, row in enumerate(rows[1:]):
         line = r + 2
+        where = f"{csv_path}:{line}"
+        if not any(cell.strip() for cell in row):
+            paths.append("")
+            continue  # a blank line
         if len(row) != len(header):
-            raise DataError(f"{csv_path}:{line}: {len(row)} fields, the header has {len(header)}")
+            raise DataError(f"{where}: {len(row)} fields, the header has {len(header)}")
         image = Path(row[path_col].strip())
-        image = image if image.is_absolute() else csv_path.parent / image
+        image = image if image.is_absolute() else root / image
         paths.append(str(image))
         if not image.is_file():
             missing_image += 1
@@ -206,41 +278,57 @@ def read_manifest(csv_path: str | Path) -> LabelTable:
             cell = row[col].strip()
             if cell:
                 if cell not in ("0", "1", "0.0", "1.0"):
-                    raise DataError(f"{csv_path}:{line}: {name} = {cell!r}, expected 0, 1 or empty")
+                    raise DataError(f"{where}: {name} = {cell!r}, expected 0, 1 or empty")
                 au[r, j] = float(cell)
         if expr_col is not None and (cell := row[expr_col].strip()):
             if cell.lstrip("-").isdigit():
                 k = int(cell)
                 if not 0 <= k < len(EXPR_NAMES):
-                    raise DataError(f"{csv_path}:{line}: expression {k} out of range 0..{len(EXPR_NAMES) - 1}")
+                    raise DataError(f"{where}: expression {k} out of range 0..{len(EXPR_NAMES) - 1}")
                 expr[r] = k
             else:
                 try:
                     k = expr_class(cell)
                 except KeyError:
-                    raise DataError(f"{csv_path}:{line}: unknown expression {cell!r}") from None
+                    raise DataError(f"{where}: unknown expression {cell!r}") from None
                 if k is None:
                     skipped_class += 1
                 else:
                     expr[r] = k
-        if v_col is not None:
-            cells = (row[v_col].strip(), row[a_col].strip())
-            if any(cells):
-                try:
-                    values = [float(c) for c in cells]
-                except ValueError:
-                    raise DataError(f"{csv_path}:{line}: valence/arousal {cells} not numbers") from None
-                if not all(-1.0 <= x <= 1.0 for x in values):
-                    raise DataError(f"{csv_path}:{line}: valence/arousal {values} outside [-1, 1]")
-                va[r] = values
+        if votes and (counts := _numbers([row[i] for i in votes], where, "votes")) is not None:
+            if (counts < 0).any() or not np.isfinite(counts).all() or counts.sum() == 0:
+                raise DataError(f"{where}: votes must be finite, >= 0 and not all 0")
+            if vote_class[int(counts.argmax())] < 0:
+                skipped_class += 1
+                continue  # the majority is not one of the 7 expressions
+            paper = np.zeros(len(EXPR_NAMES), np.float32)
+            for c, k in zip(counts, vote_class, strict=True):
+                if k >= 0:
+                    paper[k] += c
+            soft[r] = paper / paper.sum()
+            expr[r] = int(paper.argmax())
+        if v_col is not None and (values := _numbers([row[v_col], row[a_col]], where, "valence/arousal")) is not None:
+            if not ((values >= -1.0) & (values <= 1.0)).all():
+                raise DataError(f"{where}: valence/arousal {values.tolist()} outside [-1, 1]")
+            va[r] = values
+        if bs_cols and (values := _numbers([row[i] for i in bs_cols], where, "blendshapes")) is not None:
+            if not ((values >= 0.0) & (values <= 1.0)).all():
+                raise DataError(f"{where}: blendshape scores must lie in [0, 1]")
+            bs[r] = values
+        if pose_cols and (values := _numbers([row[i] for i in pose_cols], where, "head pose")) is not None:
+            if not (np.abs(values) <= 180.0).all():
+                raise DataError(f"{where}: head pose angles must lie in [-180, 180] degrees")
+            pose[r] = values
         keep[r] = True
     notes = []
     if missing_image:
         notes.append(f"{csv_path}: {missing_image} rows skipped, image file missing")
     if skipped_class:
-        notes.append(f"{csv_path}: {skipped_class} expression labels outside the 7 classes left unlabelled")
-    table = LabelTable(paths, au, expr, va, au_names=au_names, notes=notes).subset(keep)
-    return table
+        what = "rows dropped, majority vote" if votes else "expression labels"
+        notes.append(f"{csv_path}: {skipped_class} {what} outside the 7 classes (contempt, unknown, NF, ...)")
+    table = LabelTable(paths, au, expr, va, au_names=au_names, notes=notes, expr_soft=soft, bs=bs, pose=pose,
+                       bs_names=[header[i][3:] for i in bs_cols])
+    return table.subset(keep)
 
 
 # ------------------------------------------------------------------------------------------------- ABAW
@@ -395,6 +483,20 @@ def merge(tables: list[LabelTable]) -> LabelTable:
         video = np.concatenate([t.video + o for t, o in zip(tables, offsets, strict=False)])
         frame = np.concatenate([t.frame for t in tables])
         videos = [v for t in tables for v in t.videos]
+    bs_names = next((t.bs_names for t in tables if t.bs is not None), [])
+    for t in tables:
+        if t.bs is not None and t.bs_names != bs_names:
+            raise DataError(f"blendshape columns differ between sources ({t.bs_names[:3]}... vs {bs_names[:3]}...)")
+
+    def stacked(get, width: int) -> np.ndarray | None:
+        if all(get(t) is None for t in tables):
+            return None
+        return np.concatenate([np.full((len(t), width), np.nan, np.float32) if get(t) is None else get(t)
+                               for t in tables])
+
+    soft = None
+    if any(t.expr_soft is not None for t in tables):
+        soft = np.concatenate([t.expr_targets(votes=True)[:, : len(expr_names)] for t in tables])
     return LabelTable(
         paths=[p for t in tables for p in t.paths],
         au=np.concatenate(parts_au),
@@ -406,15 +508,31 @@ def merge(tables: list[LabelTable]) -> LabelTable:
         frame=frame,
         videos=videos,
         notes=[n for t in tables for n in t.notes],
+        expr_soft=soft,
+        bs=stacked(lambda t: t.bs, len(bs_names)),
+        pose=stacked(lambda t: t.pose, 3),
+        bs_names=list(bs_names),
     )
 
 
+def align_au(table: LabelTable, au_names: list[str]) -> LabelTable:
+    """The table with its AU columns in the given order (AUs it lacks: NaN, AUs not listed: dropped)."""
+    au = np.full((len(table), len(au_names)), np.nan, np.float32)
+    for j, name in enumerate(au_names):
+        if name in table.au_names:
+            au[:, j] = table.au[:, table.au_names.index(name)]
+    table.au, table.au_names = au, list(au_names)
+    return table
+
+
 def read_source(kind: str, path: str, split: str = "train") -> LabelTable:
-    """One data source by kind: "abaw" (root, split train/val), "manifest" (CSV) or "folders" (dir)."""
+    """One data source by kind: "abaw" (root, split train/val), "manifest" (CSV, or CSV@IMAGE_ROOT when its
+    image paths are relative to another folder) or "folders" (dir)."""
     if kind == "abaw":
         return read_abaw(path, split)
     if kind == "manifest":
-        return read_manifest(path)
+        csv_path, _, images = path.partition("@")
+        return read_manifest(csv_path, images or None)
     if kind == "folders":
         return read_folders(path)
     raise ValueError(f"unknown data source kind {kind!r}")

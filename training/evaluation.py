@@ -83,8 +83,7 @@ def evaluate_bundle(
     labelled images, run through fer_annotate's own Ensemble (the inference path of fer-annotate)."""
     from fer_annotate.bundle import load_bundle
     from fer_annotate.ensemble import Ensemble
-    from training.data import load_images
-    from training.loop import align_au
+    from training.data import align_au, load_images
 
     bundle = load_bundle(bundle_path)
     table = align_au(table, bundle.au_names)

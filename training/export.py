@@ -12,9 +12,9 @@ import fer_annotate
 from fer_annotate.bundle import Bundle, InputSpec, TemporalSpec, save_bundle
 from training.augment import Normalise
 from training.config import read_run_config, to_dict
-from training.data import Dataset, load_images, merge, read_source
+from training.data import Dataset, align_au, load_images, merge, read_source
 from training.evaluation import predict, score
-from training.loop import RunError, align_au, image_cache, load_member, member_dirs, network_spec
+from training.loop import RunError, image_cache, load_member, member_dirs, network_spec
 from training.metrics import tune_thresholds
 
 
@@ -136,5 +136,6 @@ def export_run(
         au_names=meta["au_names"] or None, expr_names=meta["expr_names"], va_bins=cfg.loss.va_bins,
         au_thresholds=[float(np.round(t, 6)) for t in thresholds] or None, provenance=provenance,
         temporal=TemporalSpec("cnn_rnn", cfg.seq_len) if cfg.cnn else None, overwrite=overwrite,
+        bs_names=meta.get("bs_names") or None,
     )
     return bundle, metrics

@@ -26,7 +26,7 @@ from fer_annotate.bundle import load_bundle, load_state
 from fer_annotate.networks import MultitaskNet, NetworkSpec, build_network
 from training.augment import Normalise, prepare
 from training.config import TrainConfig, from_dict, read_run_config, resolve_normalisation, to_dict
-from training.data import Dataset, LabelTable, load_images, merge, read_source
+from training.data import Dataset, LabelTable, align_au, load_images, merge, read_source
 from training.evaluation import predict, score, summary_line
 from training.losses import soft_targets, student_loss, teacher_loss
 from training.sampling import TaskSampler
@@ -81,16 +81,6 @@ def setup_env(cfg: TrainConfig) -> Env:
 # ------------------------------------------------------------------------------------------------- data
 
 
-def align_au(table: LabelTable, au_names: list[str]) -> LabelTable:
-    """The table with its AU columns in the given order (AUs it lacks: NaN, AUs not listed: dropped)."""
-    au = np.full((len(table), len(au_names)), np.nan, np.float32)
-    for j, name in enumerate(au_names):
-        if name in table.au_names:
-            au[:, j] = table.au[:, table.au_names.index(name)]
-    table.au, table.au_names = au, list(au_names)
-    return table
-
-
 def load_datasets(cfg: TrainConfig, cache: Path, env: Env, log: Log) -> tuple[Dataset, Dataset | None]:
     """Read the training and validation sources and decode their images (once, cached)."""
     train = merge([read_source(s.kind, s.path, "train") for s in cfg.train])
@@ -117,13 +107,48 @@ def load_datasets(cfg: TrainConfig, cache: Path, env: Env, log: Log) -> tuple[Da
 
 
 def heads_for(table: LabelTable, va_bins: int) -> dict[str, int]:
-    """Network heads for the tasks the training data labels, in the order EXPR, AU, VA."""
-    sizes = {"EXPR": len(table.expr_names), "AU": len(table.au_names), "VA": 2 * va_bins}
+    """Network heads for the tasks the training data labels, in the order EXPR, AU, VA, BS, POSE."""
+    sizes = {"EXPR": len(table.expr_names), "AU": len(table.au_names), "VA": 2 * va_bins,
+             "BS": len(table.bs_names), "POSE": 3}
     return {t: sizes[t] for t in table.tasks()}
 
 
 def _task_labels(table: LabelTable, task: str, rows: np.ndarray) -> np.ndarray:
-    return {"AU": table.au, "EXPR": table.expr, "VA": table.va}[task][rows]
+    """A task's labels for sampling (balancing): AU 0/1, EXPR class index (the majority of votes), VA values."""
+    return {"AU": table.au, "EXPR": table.expr, "VA": table.va, "BS": table.bs, "POSE": table.pose}[task][rows]
+
+
+def task_targets(table: LabelTable, tasks: list[str], votes: bool) -> dict[str, tuple[np.ndarray, torch.Tensor]]:
+    """Per task: which rows are labelled [N] bool and the loss targets of all rows (EXPR: class distributions,
+    the raters' votes where the data has them and `votes`, else one-hot)."""
+    values = {"AU": table.au, "VA": table.va, "BS": table.bs, "POSE": table.pose}
+    out = {}
+    for task in tasks:
+        target = table.expr_targets(votes) if task == "EXPR" else values[task]
+        out[task] = (table.has(task), torch.from_numpy(np.nan_to_num(target) if task != "AU" else target))
+    return out
+
+
+def _batch_labels(targets: dict, idx: np.ndarray, device: torch.device) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The labelled rows of a batch (positions within it) and their targets, per task it has labels for."""
+    out = {}
+    for task, (has, target) in targets.items():
+        pos = np.flatnonzero(has[idx])
+        if len(pos):
+            out[task] = (torch.from_numpy(pos).to(device), target[idx[pos]].to(device))
+    return out
+
+
+def sampling_tasks(table: LabelTable, tasks: list[str]) -> list[str]:
+    """The tasks that get their own batch each step: a task whose labelled rows all carry an earlier
+    sampled task rides along in that task's batch (e.g. blendshapes labelled on the expression images),
+    so fully labelled data costs one batch per step and the paper's single-task datasets one per task."""
+    chosen: list[str] = []
+    for task in tasks:
+        rows = table.has(task)
+        if not any((rows <= table.has(c)).all() for c in chosen):
+            chosen.append(task)
+    return chosen
 
 
 # ---------------------------------------------------------------------------------------------- network
@@ -264,9 +289,9 @@ def train_member(
     norm = Normalise(cfg.scale, cfg.mean, cfg.std)
     labels = train.labels
     rows = {t: np.flatnonzero(labels.has(t)) for t in heads}
-    tasks = [t for t in heads if len(rows[t])]
+    tasks = sampling_tasks(labels, [t for t in heads if len(rows[t])])
     samplers = {t: TaskSampler(t, _task_labels(labels, t, rows[t]), t in cfg.balance, seed) for t in tasks}
-    steps = cfg.steps_per_epoch or max(1, max(s.epoch_size() for s in samplers.values()) // bsz)
+    targets = task_targets(labels, [t for t in heads if len(rows[t])], cfg.expr_labels == "votes")
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.schedule, cfg.epochs * steps))
     start, best = 1, {"epoch": None, "score": -math.inf, "val": None}
@@ -284,7 +309,7 @@ def train_member(
     if env.world > 1:
         ids = [device.index] if device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(net, device_ids=ids)
-    counts = {t: len(rows[t]) for t in tasks}
+    counts = {t: len(rows[t]) for t in heads if len(rows[t])}
     log(f"{out}: {cfg.epochs} epochs x {steps} steps of {bsz} per task {counts}, "
         f"{'student' if teacher else 'teacher'}, device {device}")
     for epoch in range(start, cfg.epochs + 1):
@@ -292,7 +317,6 @@ def train_member(
         rng = np.random.default_rng([seed, epoch])
         gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
         draws = {t: rows[t][samplers[t].draw(steps * bsz, rng)] for t in tasks}
-        targets = {t: torch.from_numpy(_task_labels(labels, t, draws[t])) for t in tasks}
         net.train()
         total, seen = 0.0, 0
         for step in range(env.rank, steps, env.world):
@@ -305,12 +329,12 @@ def train_member(
             loss = x.new_zeros(())
             for k, t in enumerate(tasks):
                 part = {h: v[k * bsz : (k + 1) * bsz] for h, v in logits.items()}
-                target = targets[t][sl].to(device)
+                batch_labels = _batch_labels(targets, draws[t][sl], device)
                 if soft is None:
-                    loss = loss + teacher_loss(part, t, target, cfg.loss)
+                    loss = loss + teacher_loss(part, batch_labels, cfg.loss)
                 else:
                     part_soft = {h: v[k * bsz : (k + 1) * bsz] for h, v in soft.items()}
-                    loss = loss + student_loss(part, part_soft, t, target, cfg.loss)
+                    loss = loss + student_loss(part, part_soft, batch_labels, cfg.loss)
             loss = loss / len(tasks)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -397,7 +421,7 @@ def start_run(cfg: TrainConfig, out: Path, overwrite: bool, log: Log) -> tuple[T
 def write_run_meta(out: Path, kind: str, train: Dataset, val: Dataset | None) -> None:
     """out/run.json: the run's kind, label names, data counts and reader notes."""
     meta = {"kind": kind, "au_names": train.labels.au_names, "expr_names": train.labels.expr_names,
-            "train_counts": train.labels.counts(), "val_counts": val.labels.counts() if val else None,
+            "bs_names": train.labels.bs_names, "train_counts": train.labels.counts(), "val_counts": val.labels.counts() if val else None,
             "notes": train.labels.notes + (val.labels.notes if val else [])}
     (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
 
