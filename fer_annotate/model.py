@@ -6,6 +6,7 @@ names, the AU thresholds, the temporal model. Decisions (AU 0/1, expression labe
 temporal filter, from the smoothed probabilities.
 """
 
+import numpy as np
 
 from fer_annotate.align import CropTemplate
 from fer_annotate.bundle import Bundle, InputSpec
@@ -57,6 +58,8 @@ class ModelStage:
             au_names=list(self.bundle.au_names) if "AU" in tasks else [],
             expr_names=list(self.bundle.expr_names) if "EXPR" in tasks else [],
             has_va="VA" in tasks,
+            bs_names=list(self.bundle.bs_names) if "BS" in tasks else [],
+            has_pose="POSE" in tasks,
         )
 
     def summary(self) -> str:
@@ -78,9 +81,15 @@ class ModelStage:
             "note": self.note,
         }
 
-    def predict(self, crops) -> list[EnsembleOutput]:
-        """One-row ensemble outputs for crops [M,3,S,S] uint8, in order."""
+    def predict(self, crops, rotation_deg: np.ndarray | None = None) -> list[EnsembleOutput]:
+        """One-row ensemble outputs for crops [M,3,S,S] uint8, in order.
+
+        rotation_deg [M]: how far alignment turned each face (clockwise as seen, degrees); the network
+        sees upright crops, so the head's roll in the frame is its roll in the crop plus this angle.
+        """
         out = self.ensemble(crops)
+        if out.pose is not None and rotation_deg is not None:
+            out.pose[:, 2] = (out.pose[:, 2] + rotation_deg + 180.0) % 360.0 - 180.0
         return [out[i] for i in range(len(out))]
 
     def new_filter(self) -> _RowFilter:
@@ -107,4 +116,12 @@ class ModelStage:
             cells["arousal"] = round(float(out.arousal[0]), 5)
             cells["valence_std"] = round(float(out.valence_std[0]), 5)
             cells["arousal_std"] = round(float(out.arousal_std[0]), 5)
+        if out.bs_prob is not None:
+            for k, name in enumerate(self.bundle.bs_names):
+                cells[f"bs_{name}"] = round(float(out.bs_prob[0, k]), 5)
+            cells["bs_std"] = round(float(out.bs_std[0].mean()), 5)
+        if out.pose is not None:
+            for k, angle in enumerate(("yaw", "pitch", "roll")):
+                cells[f"pose_{angle}"] = round(float(out.pose[0, k]), 3)
+            cells["pose_std"] = round(float(out.pose_std[0].mean()), 3)
         return cells

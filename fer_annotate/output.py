@@ -26,6 +26,8 @@ class TableSchema:
     au_names: list[str] = field(default_factory=list)
     expr_names: list[str] = field(default_factory=list)
     has_va: bool = False
+    bs_names: list[str] = field(default_factory=list)
+    has_pose: bool = False
 
     @property
     def columns(self) -> list[str]:
@@ -40,6 +42,11 @@ class TableSchema:
             cols.append("expr_std")
         if self.has_va:
             cols += ["valence", "arousal", "valence_std", "arousal_std"]
+        if self.bs_names:
+            cols += [f"bs_{name}" for name in self.bs_names]
+            cols.append("bs_std")
+        if self.has_pose:
+            cols += ["pose_yaw", "pose_pitch", "pose_roll", "pose_std"]
         return cols
 
     @property

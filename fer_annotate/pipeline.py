@@ -248,7 +248,8 @@ class Annotator:
         results = empty
         if self.model is not None:
             tic = time.perf_counter()
-            flat = self.model.predict(crops)
+            rotation = np.degrees(np.arctan2(transforms[:, 1, 0], transforms[:, 0, 0]))
+            flat = self.model.predict(crops, rotation)
             stages["model"] += time.perf_counter() - tic
             results, k = [], 0
             for n in counts:

@@ -75,7 +75,9 @@ def test_head_order_is_canonical_and_subsets_keep_it():
     assert net.tasks == ["EXPR", "VA"]
     assert net.classifier[0].fc_1.out_features == 7
     with pytest.raises(ValueError, match="unknown task"):
-        build_network(NetworkSpec("small_cnn", {"POSE": 3}))
+        build_network(NetworkSpec("small_cnn", {"GAZE": 2}))
+    geometry = build_network(NetworkSpec("small_cnn", {"POSE": 3, "EXPR": 7, "BS": 52}, in_channels=1))
+    assert geometry.tasks == ["EXPR", "BS", "POSE"]  # the paper's tasks keep their classifier.{i} positions
 
 
 @pytest.mark.parametrize("backbone", ["resnet18", "mobilenet_v3_small", "small_cnn"])

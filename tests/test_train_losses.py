@@ -5,7 +5,17 @@ import math
 import pytest
 import torch
 
-from training.losses import LossSpec, au_loss, ccc, distill_loss, soft_targets, student_loss, va_loss
+from training.losses import (
+    LossSpec,
+    au_loss,
+    ccc,
+    distill_loss,
+    pose_loss,
+    soft_targets,
+    student_loss,
+    teacher_loss,
+    va_loss,
+)
 
 
 def test_ccc_hand_computed():
@@ -80,4 +90,36 @@ def test_student_mix_own_task_04_06():
     d_au = distill_loss("AU", logits["AU"], soft["AU"], spec)
     gt = torch.nn.functional.cross_entropy(logits["EXPR"], target)
     expected = 0.4 * d_expr + 0.6 * gt + d_au
-    assert student_loss(logits, soft, "EXPR", target, spec).item() == pytest.approx(expected.item(), abs=1e-6)
+    labels = {"EXPR": (torch.tensor([0]), target)}
+    assert student_loss(logits, soft, labels, spec).item() == pytest.approx(expected.item(), abs=1e-6)
+
+
+def test_vote_distribution_cross_entropy():
+    logits = torch.tensor([[1.0, 0.0, -1.0, 0.0, 2.0, 0.0, 0.0]])
+    votes = torch.tensor([[0.5, 0.0, 0.0, 0.0, 0.5, 0.0, 0.0]])
+    logp = torch.log_softmax(logits, -1)
+    expected = -(0.5 * logp[0, 0] + 0.5 * logp[0, 4])
+    loss = teacher_loss({"EXPR": logits}, {"EXPR": (torch.tensor([0]), votes)}, LossSpec())
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-6)
+
+
+def test_teacher_loss_covers_every_labelled_task_on_its_rows_only():
+    spec = LossSpec()
+    logits = {"EXPR": torch.randn(4, 7), "BS": torch.randn(4, 52), "POSE": torch.randn(4, 3)}
+    expr = torch.softmax(torch.randn(4, 7), -1)
+    bs, pose = torch.rand(2, 52), torch.randn(2, 3) * 20
+    rows = torch.tensor([1, 3])
+    labels = {"EXPR": (torch.arange(4), expr), "BS": (rows, bs), "POSE": (rows, pose)}
+    expected = (torch.nn.functional.cross_entropy(logits["EXPR"], expr)
+                + 4.0 * torch.nn.functional.binary_cross_entropy_with_logits(logits["BS"][rows], bs)
+                + pose_loss(logits["POSE"][rows], pose))
+    assert teacher_loss(logits, labels, spec).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_pose_loss_in_degrees():
+    from fer_annotate.networks import POSE_SCALE
+
+    exact = torch.tensor([[10.0, -5.0, 30.0]])
+    assert pose_loss(exact / POSE_SCALE, exact).item() == pytest.approx(0.0, abs=1e-6)
+    off = pose_loss((exact + torch.tensor([[5.0, 0.0, 0.0]])) / POSE_SCALE, exact)
+    assert off.item() == pytest.approx(0.5 * 0.5**2 / 3, rel=1e-4)  # smooth L1 of 0.5 unit on one of 3 angles

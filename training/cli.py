@@ -57,6 +57,7 @@ TRAIN_OPTIONS = [
     click.option("--rotate", type=float, help="Random rotation, degrees (default 0)."),
     click.option("--flip/--no-flip", default=None, help="Random horizontal flip (default on)."),
     click.option("--colour-jitter", type=float, help="Brightness/contrast jitter amplitude (default 0 = off)."),
+    click.option("--erase", type=float, help="Probability of random erasing per image (default 0 = off)."),
     click.option("--temperature", type=float, help="Distillation temperature (paper: 1.5)."),
     click.option("--metrics", type=click.Choice(["2020", "2022"]), help="ABAW metric definitions (default 2020)."),
     click.option("--seed", type=int, help="Random seed (default 0)."),
@@ -98,7 +99,7 @@ def _settings(kw: dict) -> dict:
     balance = kw["balance"]
     if balance is not None:
         balance = [] if balance.strip().lower() == "none" else [t.strip().upper() for t in balance.split(",") if t]
-    augment = {"rotate": kw["rotate"], "flip": kw["flip"], "colour": kw["colour_jitter"]}
+    augment = {"rotate": kw["rotate"], "flip": kw["flip"], "colour": kw["colour_jitter"], "erase": kw["erase"]}
     if kw["zoom"]:
         lo, hi = (float(v) for v in kw["zoom"].split(","))
         augment |= {"zoom_min": lo, "zoom_max": hi}
@@ -299,6 +300,44 @@ def evaluate(bundle: str, abaw, split, manifest, folders, metrics, device, threa
             click.echo("    " + " ".join(f"{v:6d}" for v in row))
     if json_out:
         Path(json_out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+@main.command()
+@click.option("--teacher", required=True, metavar="mediapipe|BUNDLE",
+              help="mediapipe: MediaPipe's face landmarker (blendshapes, head pose); or a bundle folder.")
+@click.option("--manifest", "manifests", multiple=True, metavar="CSV[@IMAGES]", help="Images of a CSV manifest.")
+@click.option("--folders", multiple=True, help="Images of expression folders DIR/<class>/*.jpg.")
+@click.option("--model", type=click.Path(dir_okay=False), help="The landmarker's .task file (default: the cache).")
+@click.option("--device", default="cpu", show_default=True, help="Device of a bundle teacher.")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="The labelled manifest (CSV).")
+def label(teacher: str, manifests, folders, model, device, out) -> None:
+    """Label images with a teacher's soft targets into a manifest that fer-train reads (their own
+    expression labels carried along), for distilling the teacher into students."""
+    from rich.progress import Progress
+
+    from fer_annotate.geometry import GeometryError
+    from training.data import merge, read_source
+    from training.label import expression_columns, label_bundle, label_mediapipe, write_labels
+
+    sources = [("manifest", p) for p in manifests] + [("folders", p) for p in folders]
+    if not sources:
+        raise click.UsageError("give images: --manifest or --folders")
+    try:
+        table = merge([read_source(kind, _source_path(path)) for kind, path in sources])
+        with Progress(transient=True) as progress:
+            task = progress.add_task(f"labelling with {teacher}", total=len(table))
+
+            def advance(done: int, total: int) -> None:
+                progress.update(task, completed=done)
+
+            if teacher == "mediapipe":
+                labels = label_mediapipe(table.paths, model, advance)
+            else:
+                labels = label_bundle(table.paths, teacher, device, advance)
+        found = write_labels(out, table.paths, labels, expression_columns(table))
+    except (GeometryError, DataError, ValueError) as e:
+        _fail(e)
+    click.echo(f"{out}: {len(table)} images, {found} labelled by {teacher} ({found / max(len(table), 1):.1%})")
 
 
 @main.command()

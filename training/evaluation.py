@@ -9,7 +9,9 @@ from torch import nn
 from fer_annotate.ensemble import EnsembleOutput, combine
 from training.augment import Normalise, prepare
 from training.data import Dataset, LabelTable
-from training.metrics import au_metrics, expr_metrics, selection_score, va_metrics
+from training.metrics import au_metrics, expr_metrics, regression_metrics, selection_score, va_metrics
+
+POSE_NAMES = ["yaw", "pitch", "roll"]
 
 
 @dataclass
@@ -37,7 +39,7 @@ def predict(
     ens, members = [], [[] for _ in nets]
     for start in range(0, len(dataset), batch):
         images = torch.from_numpy(np.array(dataset.images[start : start + batch])).to(device)
-        x = prepare(images, norm, channels_last=channels_last)
+        x, _ = prepare(images, norm, channels_last=channels_last)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=channels_last):
             logits = [net(x) for net in nets]
         ens.append(combine(logits))
@@ -61,6 +63,12 @@ def score(out: EnsembleOutput, labels: LabelTable, thresholds=0.5, edition: str 
         m = labels.has("VA")
         va = np.stack([out.valence[m], out.arousal[m]], 1)
         metrics["VA"] = va_metrics(va, labels.va[m])
+    if out.bs_prob is not None and labels.has("BS").any():
+        m = labels.has("BS")
+        metrics["BS"] = regression_metrics(out.bs_prob[m], labels.bs[m], labels.bs_names)
+    if out.pose is not None and labels.has("POSE").any():
+        m = labels.has("POSE")
+        metrics["POSE"] = regression_metrics(out.pose[m], labels.pose[m], POSE_NAMES)
     return {"tasks": metrics, "score": selection_score(metrics)}
 
 
@@ -70,6 +78,10 @@ def summary_line(metrics: dict) -> str:
     for task, m in metrics["tasks"].items():
         if task == "VA":
             parts.append(f"VA ccc_v {m['ccc_v']:.3f} ccc_a {m['ccc_a']:.3f}")
+        elif task == "BS":
+            parts.append(f"BS ccc {m['score']:.3f} (top {len(m['active'])}, mae {m['mae']:.3f})")
+        elif task == "POSE":
+            parts.append(f"POSE ccc {m['score']:.3f} (mae {m['mae']:.1f} deg)")
         else:
             parts.append(f"{task} {m['score']:.3f} (F1 {m['f1']:.3f} acc {m['acc']:.3f})")
     return "  ".join(parts) + f"  | sum {metrics['score']:.3f}"
@@ -93,12 +105,13 @@ def evaluate_bundle(
     ens = Ensemble(bundle, device)
     outs, members = [], [[] for _ in ens.cnns]
     with torch.inference_mode():
-        for start in range(0, len(table), 256):
-            crops = torch.from_numpy(np.array(images[start : start + 256])).permute(0, 3, 1, 2)
-            outs.append(ens(crops))
-            x = ens.preprocess(crops.contiguous())
-            for k, net in enumerate(ens.cnns):
-                members[k].append(combine([net(x)]))
+        for start in range(0, len(table), 512):
+            crops = torch.from_numpy(np.array(images[start : start + 512])).permute(0, 3, 1, 2).contiguous()
+            x = ens.preprocess(crops)
+            logits = [net(x) for net in ens.cnns]
+            outs.append(combine(logits, bundle.va_bins))
+            for k, member in enumerate(logits):
+                members[k].append(combine([member], bundle.va_bins))
     result = {
         "bundle": bundle.name,
         "images": len(table),

@@ -24,7 +24,7 @@ from torch import nn
 
 from fer_annotate.bundle import load_bundle, load_state
 from fer_annotate.networks import MultitaskNet, NetworkSpec, build_network
-from training.augment import Normalise, prepare
+from training.augment import Normalise, follow_geometry, mirror_permutation, prepare
 from training.config import TrainConfig, from_dict, read_run_config, resolve_normalisation, to_dict
 from training.data import Dataset, LabelTable, align_au, load_images, merge, read_source
 from training.evaluation import predict, score, summary_line
@@ -292,6 +292,8 @@ def train_member(
     tasks = sampling_tasks(labels, [t for t in heads if len(rows[t])])
     samplers = {t: TaskSampler(t, _task_labels(labels, t, rows[t]), t in cfg.balance, seed) for t in tasks}
     targets = task_targets(labels, [t for t in heads if len(rows[t])], cfg.expr_labels == "votes")
+    steps = cfg.steps_per_epoch or max(1, max(s.epoch_size() for s in samplers.values()) // bsz)
+    mirror = mirror_permutation(labels.bs_names)
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.schedule, cfg.epochs * steps))
     start, best = 1, {"epoch": None, "score": -math.inf, "val": None}
@@ -322,7 +324,7 @@ def train_member(
         for step in range(env.rank, steps, env.world):
             sl = slice(step * bsz, (step + 1) * bsz)
             idx = np.concatenate([draws[t][sl] for t in tasks])
-            x = prepare(torch.from_numpy(train.images[idx]).to(device), norm, cfg.augment, gen, env.amp)
+            x, drawn = prepare(torch.from_numpy(train.images[idx]).to(device), norm, cfg.augment, gen, env.amp)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=env.amp):
                 logits = model(x)
                 soft = teacher(x) if teacher else None
@@ -330,6 +332,10 @@ def train_member(
             for k, t in enumerate(tasks):
                 part = {h: v[k * bsz : (k + 1) * bsz] for h, v in logits.items()}
                 batch_labels = _batch_labels(targets, draws[t][sl], device)
+                for task, (pos, target) in batch_labels.items():
+                    flip, rotation = (v[k * bsz : (k + 1) * bsz][pos.cpu()].to(device) for v in (drawn.flip,
+                                                                                              drawn.rotation))
+                    batch_labels[task] = (pos, follow_geometry(task, target, flip, rotation, mirror))
                 if soft is None:
                     loss = loss + teacher_loss(part, batch_labels, cfg.loss)
                 else:

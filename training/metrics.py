@@ -87,3 +87,22 @@ def tune_thresholds(prob: np.ndarray, true: np.ndarray, rule: str = "break_even"
             best = int(np.argmin(np.where(last, np.abs(precision - recall), np.inf)))
         out.append(float(p[best]))
     return out
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson correlation (0 when either side is constant)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    sx, sy = x.std(), y.std()
+    return 0.0 if sx == 0 or sy == 0 else float(((x - x.mean()) * (y - y.mean())).mean() / (sx * sy))
+
+
+def regression_metrics(pred: np.ndarray, true: np.ndarray, names: list[str], active: int = 10) -> dict:
+    """Agreement of predictions [N, D] with a teacher's targets [N, D] per output: Pearson r, CCC, mean
+    absolute error. `score` is the mean CCC over the `active` outputs whose targets vary most (the most
+    active blendshapes; all outputs when there are fewer)."""
+    per = {n: {"r": pearson(pred[:, j], true[:, j]), "ccc": ccc(pred[:, j], true[:, j]),
+               "mae": float(np.abs(pred[:, j] - true[:, j]).mean()), "target_std": float(true[:, j].std())}
+           for j, n in enumerate(names)}
+    ranked = sorted(names, key=lambda n: -per[n]["target_std"])[: min(active, len(names))]
+    return {"score": float(np.mean([per[n]["ccc"] for n in ranked])), "active": ranked,
+            "mae": float(np.mean([per[n]["mae"] for n in ranked])), "per_output": per}

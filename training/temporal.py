@@ -68,7 +68,7 @@ def cnn_features(
     net.eval()
     out = np.empty((len(data), len(net.tasks), 128), np.float32)
     for start in range(0, len(data), batch):
-        x = prepare(torch.from_numpy(np.array(data.images[start : start + batch])).to(device), norm)
+        x, _ = prepare(torch.from_numpy(np.array(data.images[start : start + batch])).to(device), norm)
         _, hidden = net.forward_hidden(x)
         out[start : start + batch] = torch.stack([hidden[t] for t in net.tasks], 1).float().cpu().numpy()
     return out
