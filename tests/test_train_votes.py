@@ -10,7 +10,7 @@ from PIL import Image
 
 from training.augment import AugmentSpec, augment, follow_geometry, mirror_permutation
 from training.data import EXPR_NAMES, DataError, merge, read_manifest, read_source
-from training.loop import sampling_tasks
+from training.loop import sampling_plan
 
 FERPLUS_HEADER = "path,ferplus_name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"
 
@@ -69,7 +69,12 @@ def test_geometry_columns_and_merge_with_hard_labels(tmp_path):
     np.testing.assert_allclose(t.pose[0], [10, -5, 3])
     np.testing.assert_allclose(t.expr_targets()[2], np.eye(7)[5])  # hard label as one-hot beside the votes
     assert t.tasks() == ["EXPR", "BS", "POSE"]
-    assert sampling_tasks(t, t.tasks()) == ["EXPR"]  # geometry rows ride along in the expression batches
+    plan = sampling_plan(t, t.tasks(), 20)
+    assert [(task, rows.tolist(), size) for task, rows, size in plan] == [("EXPR", [0, 1, 2], 20)]
+    video_faces = merge([t, read_manifest(geo).subset([0])])  # a row with geometry labels only
+    video_faces.expr[3], video_faces.expr_soft[3] = -1, np.nan
+    plan = sampling_plan(video_faces, video_faces.tasks(), 20)
+    assert [(task, rows.tolist(), size) for task, rows, size in plan] == [("EXPR", [0, 1, 2], 20), ("BS", [3], 7)]
     bad = tmp_path / "bad.csv"
     bad.write_text("path,bs_jawOpen\na.jpg,1.5\n")
     with pytest.raises(DataError, match=r"bad.csv:2: blendshape scores must lie in \[0, 1\]"):

@@ -139,16 +139,27 @@ def _batch_labels(targets: dict, idx: np.ndarray, device: torch.device) -> dict[
     return out
 
 
-def sampling_tasks(table: LabelTable, tasks: list[str]) -> list[str]:
-    """The tasks that get their own batch each step: a task whose labelled rows all carry an earlier
-    sampled task rides along in that task's batch (e.g. blendshapes labelled on the expression images),
-    so fully labelled data costs one batch per step and the paper's single-task datasets one per task."""
-    chosen: list[str] = []
+def sampling_plan(table: LabelTable, tasks: list[str], batch_size: int) -> list[tuple[str, np.ndarray, int]]:
+    """Which tasks get their own batch each step, from which rows, and how large: (task, rows, batch size).
+
+    With the paper's single-task datasets every task gets its own batch of `batch_size`. A task labelled
+    on rows that an earlier task's batches already draw from rides along in those batches (e.g.
+    blendshapes labelled on the expression images), so fully labelled data costs one batch per step;
+    its remaining rows (e.g. video faces with blendshapes only) get a batch of proportional size.
+    """
+    plan: list[tuple[str, np.ndarray, int]] = []
+    covered = np.zeros(len(table), bool)
     for task in tasks:
-        rows = table.has(task)
-        if not any((rows <= table.has(c)).all() for c in chosen):
-            chosen.append(task)
-    return chosen
+        has = table.has(task)
+        rest = has & ~covered
+        if not rest.any():
+            continue
+        size = batch_size
+        if (has & covered).any():
+            size = max(2, round(batch_size * rest.sum() / len(plan[0][1])))
+        plan.append((task, np.flatnonzero(rest), size))
+        covered |= has
+    return plan
 
 
 # ---------------------------------------------------------------------------------------------- network
@@ -289,10 +300,10 @@ def train_member(
     norm = Normalise(cfg.scale, cfg.mean, cfg.std)
     labels = train.labels
     rows = {t: np.flatnonzero(labels.has(t)) for t in heads}
-    tasks = sampling_tasks(labels, [t for t in heads if len(rows[t])])
-    samplers = {t: TaskSampler(t, _task_labels(labels, t, rows[t]), t in cfg.balance, seed) for t in tasks}
+    plan = sampling_plan(labels, [t for t in heads if len(rows[t])], bsz)
+    samplers = {t: TaskSampler(t, _task_labels(labels, t, r), t in cfg.balance, seed) for t, r, _ in plan}
     targets = task_targets(labels, [t for t in heads if len(rows[t])], cfg.expr_labels == "votes")
-    steps = cfg.steps_per_epoch or max(1, max(s.epoch_size() for s in samplers.values()) // bsz)
+    steps = cfg.steps_per_epoch or max(1, max(samplers[t].epoch_size() // b for t, _, b in plan))
     mirror = mirror_permutation(labels.bs_names)
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.schedule, cfg.epochs * steps))
@@ -312,36 +323,38 @@ def train_member(
         ids = [device.index] if device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(net, device_ids=ids)
     counts = {t: len(rows[t]) for t in heads if len(rows[t])}
-    log(f"{out}: {cfg.epochs} epochs x {steps} steps of {bsz} per task {counts}, "
+    sizes = {t: b for t, _, b in plan}
+    log(f"{out}: {cfg.epochs} epochs x {steps} steps, batches {sizes}, labelled {counts}, "
         f"{'student' if teacher else 'teacher'}, device {device}")
     for epoch in range(start, cfg.epochs + 1):
         t0 = time.time()
         rng = np.random.default_rng([seed, epoch])
         gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        draws = {t: rows[t][samplers[t].draw(steps * bsz, rng)] for t in tasks}
+        draws = {t: r[samplers[t].draw(steps * b, rng)] for t, r, b in plan}
         net.train()
         total, seen = 0.0, 0
         for step in range(env.rank, steps, env.world):
-            sl = slice(step * bsz, (step + 1) * bsz)
-            idx = np.concatenate([draws[t][sl] for t in tasks])
+            parts = [draws[t][step * b : (step + 1) * b] for t, _, b in plan]
+            idx = np.concatenate(parts)
             x, drawn = prepare(torch.from_numpy(train.images[idx]).to(device), norm, cfg.augment, gen, env.amp)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=env.amp):
                 logits = model(x)
                 soft = teacher(x) if teacher else None
             loss = x.new_zeros(())
-            for k, t in enumerate(tasks):
-                part = {h: v[k * bsz : (k + 1) * bsz] for h, v in logits.items()}
-                batch_labels = _batch_labels(targets, draws[t][sl], device)
+            offset = 0
+            for part_idx in parts:
+                sl = slice(offset, offset + len(part_idx))
+                offset += len(part_idx)
+                part = {h: v[sl] for h, v in logits.items()}
+                batch_labels = _batch_labels(targets, part_idx, device)
                 for task, (pos, target) in batch_labels.items():
-                    flip, rotation = (v[k * bsz : (k + 1) * bsz][pos.cpu()].to(device) for v in (drawn.flip,
-                                                                                              drawn.rotation))
+                    flip, rotation = (v[sl][pos.cpu()].to(device) for v in (drawn.flip, drawn.rotation))
                     batch_labels[task] = (pos, follow_geometry(task, target, flip, rotation, mirror))
                 if soft is None:
                     loss = loss + teacher_loss(part, batch_labels, cfg.loss)
                 else:
-                    part_soft = {h: v[k * bsz : (k + 1) * bsz] for h, v in soft.items()}
-                    loss = loss + student_loss(part, part_soft, batch_labels, cfg.loss)
-            loss = loss / len(tasks)
+                    loss = loss + student_loss(part, {h: v[sl] for h, v in soft.items()}, batch_labels, cfg.loss)
+            loss = loss / len(plan)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
