@@ -341,6 +341,102 @@ def label(teacher: str, manifests, folders, model, device, out) -> None:
 
 
 @main.command()
+@click.option("--videos", "video_dirs", multiple=True, required=True, type=click.Path(exists=True),
+              help="A video file or a folder of videos (searched recursively). Repeatable.")
+@click.option("--bundle", required=True, type=click.Path(exists=True),
+              help="The bundle whose crop geometry (template, size, box scale) the saved crops follow.")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
+              help="Frames sampled per second of video.")
+@click.option("--detector", default="blazeface", show_default=True, help="Face detector (as fer-annotate).")
+@click.option("--model", type=click.Path(dir_okay=False), help="The landmarker's .task file (default: the cache).")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Folder for crops + labels.csv.")
+def harvest(video_dirs, bundle, fps, detector, model, out) -> None:
+    """Cut the faces of videos into crops as the bundle sees them and label them with MediaPipe's face
+    landmarker (blendshapes, head pose): unlabelled footage becomes distillation data."""
+    from fer_annotate.bundle import BundleError, load_bundle
+    from fer_annotate.detect import DetectorError
+    from fer_annotate.geometry import GeometryError, Landmarker
+    from fer_annotate.video import VideoError, find_videos
+    from training.harvest import HarvestConfig, harvest_faces
+
+    videos = [v for d in map(Path, video_dirs) for v in (find_videos(d) if d.is_dir() else [d])]
+    try:
+        spec = load_bundle(bundle).input
+        with Landmarker(model) as landmarker:
+            labels = harvest_faces(videos, Path(out), spec, HarvestConfig(fps=fps, detector=detector), landmarker,
+                                   log=lambda s: click.echo(s, err=True))
+    except (BundleError, DetectorError, GeometryError, VideoError) as e:
+        _fail(e)
+    click.echo(f"{labels}: faces of {len(videos)} video(s)")
+
+
+@main.command()
+@click.option("--teacher", type=click.Choice(["mediapipe"]), required=True,
+              help="The geometry teacher that labels the faces (MediaPipe's face landmarker).")
+@click.option("--videos", "video_dirs", multiple=True, required=True, type=click.Path(exists=True),
+              help="Your footage: video files or folders (searched recursively). Repeatable.")
+@click.option("--val-videos", multiple=True, type=click.Path(exists=True),
+              help="Held-out footage (other videos than --videos) to score the students on.")
+@click.option("--init", "init_bundle", default=None, metavar="NAME|PATH",
+              help="The bundle to adapt (default: the shipped offline bundle); it is also the expression teacher.")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
+              help="Frames sampled per second of video.")
+@click.option("--detector", default="blazeface", show_default=True, help="Face detector (as fer-annotate).")
+@click.option("--model", type=click.Path(dir_okay=False), help="The landmarker's .task file (default: the cache).")
+@click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=5e-4, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=2), default=64, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="The run folder.")
+@click.option("--overwrite", is_flag=True, help="Start over in an existing --out folder.")
+def distill(teacher, video_dirs, val_videos, init_bundle, fps, detector, model, epochs, lr, batch_size, threads,
+            device, out, overwrite) -> None:
+    """Adapt a bundle's students to your own footage: faces of your videos, labelled by MediaPipe's face
+    landmarker (blendshapes, head pose), are learnt by each of the bundle's members while the bundle itself
+    keeps teaching the expressions it knows. Then: fer-train export OUT -o NEW_BUNDLE."""
+    from fer_annotate.bundle import BundleError
+    from fer_annotate.detect import DetectorError
+    from fer_annotate.geometry import GeometryError, Landmarker
+    from fer_annotate.video import VideoError, find_videos
+    from fer_annotate.weights import resolve_bundle
+    from training.harvest import HarvestConfig, harvest_faces
+    from training.loop import RunError, run_students
+
+    def videos(dirs) -> list[Path]:
+        return [v for d in map(Path, dirs) for v in (find_videos(d) if d.is_dir() else [d])]
+
+    log = lambda s: click.echo(s, err=True)  # noqa: E731
+    try:
+        bundle = resolve_bundle(init_bundle)
+        out_dir = Path(out)
+        harvest = HarvestConfig(fps=fps, detector=detector)
+        with Landmarker(model) as landmarker:
+            train_csv = harvest_faces(videos(video_dirs), out_dir / "faces", bundle.input, harvest, landmarker, log)
+            val_csv = (harvest_faces(videos(val_videos), out_dir / "val_faces", bundle.input, harvest, landmarker, log)
+                       if val_videos else None)
+        spec = bundle.input
+        cfg = apply(TrainConfig(), {
+            "train": [{"kind": "manifest", "path": str(train_csv.resolve())}],
+            "val": [{"kind": "manifest", "path": str(val_csv.resolve())}] if val_csv else [],
+            "backbone": bundle.network.backbone, "backbone_kwargs": bundle.network.backbone_kwargs,
+            "init": str(bundle.path.resolve()), "init_members": True, "teacher": str(bundle.path.resolve()),
+            "students": len(bundle.members), "size": spec.size, "colour": spec.colour, "scale": spec.scale,
+            "mean": spec.mean, "std": spec.std, "template": spec.template, "box_scale": spec.box_scale,
+            "epochs": epochs, "lr": lr, "batch_size": batch_size, "betas": [0.9, 0.999], "schedule": "cosine",
+            "balance": [], "augment": {"zoom_min": 1.0, "zoom_max": 1.1, "rotate": 10.0}, "threads": threads,
+            "device": device, "command": _command(),
+        })
+        summary = run_students(cfg, out_dir, overwrite, log=log)
+    except (BundleError, DetectorError, GeometryError, VideoError, DataError, RunError, ValueError) as e:
+        _fail(e)
+    last = summary["rounds"][-1]
+    text = f"; held-out: {last['ensemble_val']['score']:.3f}" if "ensemble_val" in last else ""
+    click.echo(f"{len(last['members'])} students adapted from {bundle.name} in {out}{text}; "
+               f"next: fer-train export {out} -o BUNDLE")
+
+
+@main.command()
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--size", type=int, default=40, help="Image size.")
 @click.option("--per-task", type=int, default=3000, help="Training images per single-task set.")

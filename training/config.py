@@ -38,6 +38,7 @@ class TrainConfig:
     backbone: str = "resnet18"
     backbone_kwargs: dict = field(default_factory=dict)
     init: str = "scratch"  # scratch | imagenet | path of a bundle whose backbone to start from
+    init_members: bool = False  # student i starts from the whole of the init bundle's member i
     # input (recorded in the exported bundle's InputSpec)
     size: int = 112
     colour: str = "rgb"

@@ -9,12 +9,12 @@ import torch
 from safetensors.torch import load_file
 
 import fer_annotate
-from fer_annotate.bundle import Bundle, InputSpec, TemporalSpec, save_bundle
+from fer_annotate.bundle import Bundle, InputSpec, TemporalSpec, load_bundle, save_bundle
 from training.augment import Normalise
 from training.config import read_run_config, to_dict
 from training.data import Dataset, align_au, load_images, merge, read_source
 from training.evaluation import predict, score
-from training.loop import RunError, image_cache, load_member, member_dirs, network_spec
+from training.loop import RunError, image_cache, is_bundle, load_member, member_dirs, network_spec
 from training.metrics import tune_thresholds
 
 
@@ -115,6 +115,11 @@ def export_run(
         provenance["commands"]["temporal"] = cfg.command
         provenance["temporal"] = {"seq_len": cfg.seq_len, "train_stride": cfg.seq_stride, "epochs": cfg.epochs,
                                   "cnn_run": cfg.cnn, "cnn_bundle_provenance": _cnn_provenance(Path(cfg.cnn))}
+    elif cfg.teacher and is_bundle(cfg.teacher):
+        provenance["commands"]["student"] = cfg.command
+        provenance["teacher"] = {"bundle": str(cfg.teacher), "provenance": load_bundle(cfg.teacher).provenance}
+        provenance["students"] = {"count": cfg.students, "epochs": cfg.epochs, "config": to_dict(cfg),
+                                  "init": "each student from the matching member of the teacher bundle"}
     elif cfg.teacher:
         provenance["commands"]["teacher"] = read_run_config(Path(cfg.teacher)).command
         provenance["commands"]["student"] = cfg.command

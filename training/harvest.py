@@ -43,7 +43,7 @@ def _region(frame: np.ndarray, box: np.ndarray, scale: float) -> tuple[np.ndarra
     return np.ascontiguousarray(frame[y0:y1, x0:x1]), x0, y0
 
 
-def harvest(videos: list[Path], out: Path, spec: InputSpec, config: HarvestConfig, landmarker,
+def harvest_faces(videos: list[Path], out: Path, spec: InputSpec, config: HarvestConfig, landmarker,
             log=print) -> Path:
     """Write out/<video>/<frame>_<k>.png crops and out/labels.csv (path, video, bs_*, pose_*); returns the CSV.
 

@@ -22,8 +22,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from fer_annotate.bundle import load_bundle, load_state
-from fer_annotate.networks import MultitaskNet, NetworkSpec, build_network
+from fer_annotate.bundle import load_bundle, load_members, load_state
+from fer_annotate.networks import MultitaskNet, NetworkSpec, build_network, ordered_heads
 from training.augment import Normalise, follow_geometry, mirror_permutation, prepare
 from training.config import TrainConfig, from_dict, read_run_config, resolve_normalisation, to_dict
 from training.data import Dataset, LabelTable, align_au, load_images, merge, read_source
@@ -189,8 +189,9 @@ def _load_backbone(net: MultitaskNet, state: dict[str, torch.Tensor], where: str
     net.backbone.load_state_dict(fitted)
 
 
-def init_backbone(net: MultitaskNet, init: str) -> None:
-    """Start from scratch, torchvision ImageNet weights (downloaded on first use), or a bundle's backbone."""
+def init_backbone(net: MultitaskNet, init: str, member: int = 0, heads: bool = False) -> None:
+    """Start from scratch, torchvision ImageNet weights (downloaded on first use), or the backbone of a
+    bundle's member (and, with `heads`, its heads of the tasks the network shares with it)."""
     if init == "scratch":
         return
     if init == "imagenet":
@@ -208,16 +209,31 @@ def init_backbone(net: MultitaskNet, init: str) -> None:
     if (bundle.network.backbone, bundle.network.backbone_kwargs) != (net.spec.backbone, net.spec.backbone_kwargs):
         raise RunError(f"{init}: bundle backbone {bundle.network.backbone} {bundle.network.backbone_kwargs} "
                        f"differs from --backbone {net.spec.backbone} {net.spec.backbone_kwargs}")
-    state = load_state(bundle, bundle.members[0])
+    state = load_state(bundle, bundle.members[member % len(bundle.members)])
     prefix = "backbone.backbone." if bundle.temporal.kind == "cnn_rnn" else "backbone."
     _load_backbone(net, {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, init)
+    if heads:
+        _load_heads(net, bundle.tasks, {k.removeprefix("backbone."): v for k, v in state.items()})
 
 
-def build_member(cfg: TrainConfig, heads: dict[str, int], seed: int) -> MultitaskNet:
-    """A freshly initialised network (seeded), its backbone per cfg.init."""
+def _load_heads(net: MultitaskNet, tasks: list[str], state: dict[str, torch.Tensor]) -> None:
+    """Copy the heads of the tasks a bundle member shares with the network (same sizes) into it."""
+    for j, task in enumerate(net.tasks):
+        if task not in tasks:
+            continue
+        i = tasks.index(task)
+        head = {k.removeprefix(f"classifier.{i}."): v for k, v in state.items() if k.startswith(f"classifier.{i}.")}
+        own = net.classifier[j].state_dict()
+        if head.keys() == own.keys() and all(head[k].shape == own[k].shape for k in own):
+            net.classifier[j].load_state_dict(head)
+
+
+def build_member(cfg: TrainConfig, heads: dict[str, int], seed: int, member: int = 0) -> MultitaskNet:
+    """A freshly initialised network (seeded), its backbone per cfg.init; with cfg.init_members, student i
+    starts from the whole of the init bundle's member i (backbone and shared heads)."""
     torch.manual_seed(seed)
     net = build_network(network_spec(cfg, heads))
-    init_backbone(net, cfg.init)
+    init_backbone(net, cfg.init, member, heads=cfg.init_members)
     return net
 
 
@@ -283,6 +299,7 @@ def train_member(
     seed: int,
     teacher: SoftTeacher | None = None,
     log: Log = print,
+    member: int = 0,
 ) -> dict:
     """Train one network into out/ (metrics.jsonl, checkpoints/, last.pt, best.safetensors, summary.json).
 
@@ -294,7 +311,7 @@ def train_member(
         return json.loads(summary_path.read_text())
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     device, bsz = env.device, cfg.batch_size
-    net = build_member(cfg, heads, seed).to(device)
+    net = build_member(cfg, heads, seed, member).to(device)
     if env.amp:
         net = net.to(memory_format=torch.channels_last)
     norm = Normalise(cfg.scale, cfg.mean, cfg.std)
@@ -457,8 +474,17 @@ def run_teacher(cfg: TrainConfig, out: str | Path, overwrite: bool = False, log:
     return summary
 
 
-def teacher_networks(run: Path, device: torch.device) -> tuple[TrainConfig, dict, list[MultitaskNet]]:
-    """A finished teacher or student run's config, summary and best network(s) (the last round's students)."""
+def is_bundle(path: str | Path) -> bool:
+    """Whether a teacher path is a weights bundle (else a run folder)."""
+    return (Path(path) / "bundle.json").is_file()
+
+
+def teacher_networks(run: Path, device: torch.device) -> tuple[dict, list[nn.Module]]:
+    """A finished teacher or student run's summary and best network(s) (the last round's students), or a
+    bundle's members (a shipped ensemble as the teacher, e.g. to adapt it to new footage)."""
+    if is_bundle(run):
+        bundle = load_bundle(run)
+        return {"heads": ordered_heads(bundle.network.heads), "val": None}, load_members(bundle, device)
     cfg = read_run_config(run)
     members = member_dirs(run)
     for m in members:
@@ -466,7 +492,7 @@ def teacher_networks(run: Path, device: torch.device) -> tuple[TrainConfig, dict
             raise RunError(f"{m}: not finished (no summary.json); rerun its command to complete it")
     summary = json.loads((members[0] / "summary.json").read_text())
     nets = [load_member(cfg, summary["heads"], m / "best.safetensors", device) for m in members]
-    return cfg, summary, nets
+    return summary, nets
 
 
 def image_cache(cfg: TrainConfig, run: Path) -> Path:
@@ -474,7 +500,9 @@ def image_cache(cfg: TrainConfig, run: Path) -> Path:
     if cfg.cache:
         return Path(cfg.cache)
     parent = cfg.cnn or cfg.teacher
-    return image_cache(read_run_config(parent), Path(parent)) if parent else run / "cache"
+    if parent and not is_bundle(parent):
+        return image_cache(read_run_config(parent), Path(parent))
+    return run / "cache"
 
 
 def member_dirs(run: Path) -> list[Path]:
@@ -495,9 +523,9 @@ def run_students(cfg: TrainConfig, out: str | Path, overwrite: bool = False, log
     out = Path(out)
     cfg, env, log = start_run(cfg, out, overwrite, log)
     teacher_run = Path(cfg.teacher)
-    tcfg, tsummary, tnets = teacher_networks(teacher_run, env.device)
+    tsummary, tnets = teacher_networks(teacher_run, env.device)
     train, val = load_datasets(cfg, image_cache(cfg, out), env, log)
-    heads = tsummary["heads"]
+    heads = ordered_heads(tsummary["heads"] | heads_for(train.labels, cfg.loss.va_bins))
     norm = Normalise(cfg.scale, cfg.mean, cfg.std)
     rounds = []
     teacher = SoftTeacher(tnets, cfg)
@@ -506,7 +534,7 @@ def run_students(cfg: TrainConfig, out: str | Path, overwrite: bool = False, log
         for i in range(1, cfg.students + 1):
             member_out = out / f"round{r}" / f"student{i}"
             members.append(train_member(cfg, member_out, heads, train, val, env, cfg.seed + 1000 * r + i,
-                                        teacher, log))
+                                        teacher, log, member=i - 1))
         nets = [load_member(cfg, heads, out / f"round{r}" / f"student{i}" / "best.safetensors", env.device)
                 for i in range(1, cfg.students + 1)]
         entry = {"round": r, "members": members}

@@ -137,9 +137,15 @@ def teacher_loss(logits: dict[str, Tensor], labels: Labels, spec: LossSpec) -> T
 
 def student_loss(logits: dict[str, Tensor], soft: dict[str, Tensor], labels: Labels, spec: LossSpec) -> Tensor:
     """A batch's student loss: distillation on every head over all rows; on a head the batch has labels
-    for, `distill * distillation + truth * ground truth` on its labelled rows (0.4 / 0.6, the paper's mix)."""
+    for, `distill * distillation + truth * ground truth` on its labelled rows (0.4 / 0.6, the paper's mix).
+    A head the teacher lacks (e.g. blendshapes added when adapting a bundle) learns from its labels only."""
     total = next(iter(logits.values())).new_zeros(()).float()
     for head, out in logits.items():
+        if head not in soft:
+            if head in labels:
+                rows, target = labels[head]
+                total = total + truth_loss(head, out[rows], target, spec)
+            continue
         d = distill_loss(head, out, soft[head], spec)
         if head in labels:
             rows, target = labels[head]

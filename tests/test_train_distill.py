@@ -1,0 +1,73 @@
+"""The geometry teacher end to end, as a user runs it: `fer-train label` on stills, `fer-train distill` on a
+real fixture video (faces harvested, labelled by MediaPipe's landmarker, the shipped bundle's members
+adapted), export, and fer-annotate running the exported bundle with its blendshape and pose columns."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from training.cli import main
+
+pytest.importorskip("mediapipe", reason="the geometry teacher needs mediapipe (pip install -e '.[geometry]')")
+
+
+@pytest.fixture(scope="module")
+def landmarker_model(shared_dir: Path) -> Path:
+    model = shared_dir / "models" / "face_landmarker.task"
+    if not model.is_file():
+        pytest.skip(f"needs {model}")
+    return model
+
+
+def _invoke(args: list) -> str:
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_label_stills_with_mediapipe(tmp_path, shared_dir, landmarker_model):
+    folder = tmp_path / "stills" / "happy"
+    folder.mkdir(parents=True)
+    for name in ("astronaut.png", "grace_hopper.jpg", "fa_grass.jpg"):
+        Image.open(shared_dir / "fixtures" / "images" / name).convert("RGB").save(folder / (Path(name).stem + ".png"))
+    out = tmp_path / "labels.csv"
+    text = _invoke(["label", "--teacher", "mediapipe", "--model", landmarker_model, "--folders", tmp_path / "stills",
+                    "-o", out])
+    assert "3 images, 2 labelled" in text
+    rows = {Path(r["path"]).stem: r for r in csv.DictReader(out.open())}
+    assert rows["astronaut"]["expression"] == "happiness"
+    assert float(rows["astronaut"]["bs_mouthSmileLeft"]) > 0.5 > float(rows["grace_hopper"]["bs_mouthSmileLeft"])
+    assert rows["fa_grass"]["bs_jawOpen"] == "" and rows["fa_grass"]["pose_yaw"] == ""  # no face: missing
+
+
+def test_distill_video_export_and_annotate(tmp_path, shared_dir, torch_home, landmarker_model):
+    from cli_run import invoke, read_table
+
+    video = shared_dir / "fixtures" / "videos" / "pyfeat_single_face.mp4"
+    held_out = shared_dir / "fixtures" / "videos" / "pyfeat_face_noface.mov"
+    run, bundle = tmp_path / "run", tmp_path / "adapted"
+    text = _invoke(["distill", "--teacher", "mediapipe", "--videos", video, "--val-videos", held_out,
+                    "--model", landmarker_model, "--fps", "10", "--epochs", "1", "--threads", "1", "--out", run])
+    assert "5 students adapted from fer2013-expr" in text
+    faces = list(csv.DictReader((run / "faces" / "labels.csv").open()))
+    assert len(faces) >= 20 and all(Image.open(f["path"]).size == (48, 48) for f in faces[:3])
+    assert sum(f["pose_yaw"] != "" for f in faces) >= 0.9 * len(faces)
+    _invoke(["export", run, "-o", bundle])
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    assert manifest["tasks"] == ["EXPR", "BS", "POSE"] and len(manifest["bs_names"]) == 52
+    assert manifest["provenance"]["teacher"]["bundle"].endswith("fer2013-expr")
+    out = tmp_path / "out.csv"
+    result = invoke([video, "-o", out, "--weights", bundle, "--end", "1"])
+    assert result.exit_code == 0, result.output
+    table = read_table(out)
+    ok = table[table.status == "ok"]
+    assert len(ok) > 0
+    for column in ("expr_happiness", "bs_jawOpen", "bs_eyeBlinkLeft", "bs_std", "pose_yaw", "pose_roll", "pose_std"):
+        assert ok[column].notna().all(), column
+    assert ok["bs_jawOpen"].between(0, 1).all()
+    assert np.abs(ok["pose_yaw"]).max() < 90
