@@ -153,7 +153,8 @@ def _validate(b: Bundle, where: Path) -> None:
     if "VA" in heads:
         _check(heads["VA"] == 2 * b.va_bins, where, f"VA head has {heads['VA']} outputs, expected 2 x {b.va_bins} bins")
     if "BS" in heads:
-        _check(len(b.bs_names) == heads["BS"], where, f"{len(b.bs_names)} blendshape names for {heads['BS']} BS outputs")
+        _check(len(b.bs_names) == heads["BS"], where,
+               f"{len(b.bs_names)} blendshape names for {heads['BS']} BS outputs")
     if "POSE" in heads:
         _check(heads["POSE"] == 3, where, f"POSE head has {heads['POSE']} outputs, expected 3 (yaw, pitch, roll)")
 

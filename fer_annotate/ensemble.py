@@ -1,7 +1,8 @@
 """Running a bundle's members on face crops and combining them into one ensemble output.
 
 The ensemble is the mean of the members' probabilities (AU sigmoid, EXPR softmax) and of their VA
-expectations, as in the paper (and of the distilled blendshape scores and pose angles); the standard deviation across members is kept as an uncertainty.
+expectations, as in the paper (and of the distilled blendshape scores and pose angles); the standard
+deviation across members is kept as an uncertainty.
 Decisions (AU 1 where probability > the bundle's threshold, expression = argmax) are made last,
 by `decide`, so that they can be recomputed after temporal smoothing.
 """

@@ -148,3 +148,28 @@ def test_config_file_and_init_from_bundle(tmp_path, data):
     toml.write_text(bad)
     result = CliRunner().invoke(main, ["teacher", "--config", str(toml), "--out", str(tmp_path / "x")])
     assert result.exit_code != 0 and "unknown setting(s) ['epoch']" in result.output
+
+
+def test_two_processes_split_the_students(tmp_path, data):
+    """The same student command started twice trains each student once, in one process or the other."""
+    import os
+    import subprocess
+    import sys
+
+    run, run2 = tmp_path / "t", tmp_path / "s"
+    _invoke(["teacher", "--manifest", str(data["train_expr"]), *NET, "--epochs", "1", "--out", str(run)])
+    args = [sys.executable, "-m", "training.cli", "student", "--teacher", str(run), "--students", "4",
+            "--epochs", "2", "--out", str(run2)]
+    root = str(Path(__file__).parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+             for _ in range(2)]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    trained = [sum(f"student{i} epoch 1/2" in o for o in outputs) for i in range(1, 5)]
+    assert trained == [1, 1, 1, 1], outputs  # every student trained by exactly one of the processes
+    assert all(sum("student" in line and "epoch" in line for line in o.splitlines()) > 0 for o in outputs)
+    for i in range(1, 5):
+        lines = (run2 / "round1" / f"student{i}" / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
+        assert not (run2 / "round1" / f"student{i}" / "training.lock").exists()

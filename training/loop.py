@@ -13,7 +13,8 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -457,7 +458,8 @@ def start_run(cfg: TrainConfig, out: Path, overwrite: bool, log: Log) -> tuple[T
 def write_run_meta(out: Path, kind: str, train: Dataset, val: Dataset | None) -> None:
     """out/run.json: the run's kind, label names, data counts and reader notes."""
     meta = {"kind": kind, "au_names": train.labels.au_names, "expr_names": train.labels.expr_names,
-            "bs_names": train.labels.bs_names, "train_counts": train.labels.counts(), "val_counts": val.labels.counts() if val else None,
+            "bs_names": train.labels.bs_names, "train_counts": train.labels.counts(),
+            "val_counts": val.labels.counts() if val else None,
             "notes": train.labels.notes + (val.labels.notes if val else [])}
     (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
 
@@ -516,10 +518,47 @@ def member_dirs(run: Path) -> list[Path]:
     return [run / f"round{cfg.rounds}" / f"student{i}" for i in range(1, cfg.students + 1)]
 
 
+@contextmanager
+def _claim(member_out: Path, env: Env) -> Iterator[bool]:
+    """Claim a student for this process with an O_EXCL lock file (pid inside; stale once that pid is gone).
+
+    Yields False while another live process of this machine holds it. Under torchrun every rank trains
+    every student together, so there is nothing to claim.
+    """
+    if env.world > 1:
+        yield True
+        return
+    member_out.mkdir(parents=True, exist_ok=True)
+    lock = member_out / "training.lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+                os.kill(pid, 0)
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                lock.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            except PermissionError:
+                pass
+            yield False
+            return
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        try:
+            yield True
+        finally:
+            lock.unlink(missing_ok=True)
+        return
+    yield False
+
+
 def run_students(cfg: TrainConfig, out: str | Path, overwrite: bool = False, log: Log = print) -> dict:
     """Train cfg.students students per round into out/round{r}/student{i}/; round 1 learns from the
     teacher run cfg.teacher, each later round from the previous round's ensemble. Finished students
-    are skipped on a rerun, an interrupted one resumes."""
+    are skipped on a rerun, an interrupted one resumes. The same command started twice on one machine
+    splits the students between the two processes (each claims a student with a lock file)."""
     out = Path(out)
     cfg, env, log = start_run(cfg, out, overwrite, log)
     teacher_run = Path(cfg.teacher)
@@ -530,11 +569,17 @@ def run_students(cfg: TrainConfig, out: str | Path, overwrite: bool = False, log
     rounds = []
     teacher = SoftTeacher(tnets, cfg)
     for r in range(1, cfg.rounds + 1):
-        members = []
-        for i in range(1, cfg.students + 1):
-            member_out = out / f"round{r}" / f"student{i}"
-            members.append(train_member(cfg, member_out, heads, train, val, env, cfg.seed + 1000 * r + i,
-                                        teacher, log, member=i - 1))
+        members: dict[int, dict] = {}
+        while len(members) < cfg.students:
+            for i in (i for i in range(1, cfg.students + 1) if i not in members):
+                member_out = out / f"round{r}" / f"student{i}"
+                with _claim(member_out, env) as mine:
+                    if mine or (member_out / "summary.json").is_file():
+                        members[i] = train_member(cfg, member_out, heads, train, val, env,
+                                                  cfg.seed + 1000 * r + i, teacher, log, member=i - 1)
+            if len(members) < cfg.students:
+                time.sleep(5)  # the others are being trained by another process
+        members = [members[i] for i in range(1, cfg.students + 1)]
         nets = [load_member(cfg, heads, out / f"round{r}" / f"student{i}" / "best.safetensors", env.device)
                 for i in range(1, cfg.students + 1)]
         entry = {"round": r, "members": members}
