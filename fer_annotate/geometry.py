@@ -1,8 +1,9 @@
 """Face geometry from MediaPipe's face landmarker: 52 blendshape scores, head pose and 478 3D landmarks.
 
 The landmarker (Tasks API, IMAGE mode, one face) runs on face regions that we cut out ourselves, so
-face ids and boxes stay ours. Small regions are upscaled and padded with black first: on FER2013
-(48 px) it finds 170/200 faces as is and 188/200 upscaled to 192 px and padded by 48 px each side.
+face ids and boxes stay ours. Small regions are upscaled and padded with black first: on 200 FER2013
+faces (48 px) it found 163 as is and 186 upscaled to 192 px and padded by 48 px each side
+(benchmarks/geometry_benchmark.py).
 
 Head pose comes from the facial transformation matrix (canonical face -> camera, x right, y up,
 z towards the viewer), decomposed as R = Ry(yaw) Rx(-pitch) Rz(roll), in degrees:
