@@ -1,8 +1,9 @@
 """Face geometry from MediaPipe's face landmarker: 52 blendshape scores, head pose and 478 3D landmarks.
 
 The landmarker (Tasks API, IMAGE mode, one face) runs on face regions that we cut out ourselves, so
-face ids and boxes stay ours. Small regions are upscaled and padded with black first: on FER2013
-(48 px) it finds 170/200 faces as is and 188/200 upscaled to 192 px and padded by 48 px each side.
+face ids and boxes stay ours. Small regions are upscaled and padded with black first: on 200 FER2013
+faces (48 px) it found 163 as is and 186 upscaled to 192 px and padded by 48 px each side
+(benchmarks/geometry_benchmark.py).
 
 Head pose comes from the facial transformation matrix (canonical face -> camera, x right, y up,
 z towards the viewer), decomposed as R = Ry(yaw) Rx(-pitch) Rz(roll), in degrees:
@@ -22,9 +23,13 @@ import os
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    from fer_annotate.detect import Detections
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +54,12 @@ N_LANDMARKS = 478
 
 POSE_COLUMNS = tuple(f"pose_{a}" for a in POSE_ANGLES)
 BLENDSHAPE_COLUMNS = tuple(f"bs_{n.lstrip('_')}" for n in BLENDSHAPES)
+LANDMARK_COLUMNS = tuple(f"lm{i}_{c}" for i in range(N_LANDMARKS) for c in "xyz")
 
 
 def landmark_columns() -> list[str]:
     """Column names of the 478 landmarks: lm0_x, lm0_y, lm0_z, lm1_x, ..."""
-    return [f"lm{i}_{c}" for i in range(N_LANDMARKS) for c in "xyz"]
+    return list(LANDMARK_COLUMNS)
 
 
 class GeometryError(Exception):
@@ -195,3 +201,74 @@ class Landmarker:
             out.pose[i] = pose_from_matrix(np.asarray(result.facial_transformation_matrixes[0]))
             out.found[i] = True
         return out
+
+
+@dataclass
+class GeometryConfig:
+    """The pipeline's geometry stage: which model file, how regions are cut, whether landmarks are written."""
+
+    model: Path | None = None  # None: the cache copy (see resolve_model)
+    region_scale: float = 1.5  # region side / longer side of our detection box, square around its centre
+    min_side: int = 192
+    pad: float = 0.25
+    landmarks: bool = False
+
+
+class GeometryStage:
+    """Per detection: cut a square region around our box, run the landmarker, return table cells."""
+
+    def __init__(self, config: GeometryConfig):
+        self.config = config
+        self.landmarker = Landmarker(config.model, config.min_side, config.pad)
+        self.sha256 = _sha256(self.landmarker.model_path)
+
+    def columns(self) -> list[str]:
+        """Table columns this stage adds: pose, blendshapes, then (optionally) landmarks."""
+        return [*POSE_COLUMNS, *BLENDSHAPE_COLUMNS, *(LANDMARK_COLUMNS if self.config.landmarks else ())]
+
+    def describe(self) -> dict:
+        """What the sidecar records: the model file and its checksum, the settings, mediapipe's version."""
+        from importlib.metadata import version
+
+        return {"kind": "mediapipe-face-landmarker", "model": str(self.landmarker.model_path), "sha256": self.sha256,
+                "mediapipe": version("mediapipe"), "region_scale": self.config.region_scale,
+                "min_side": self.config.min_side, "pad": self.config.pad, "landmarks": self.config.landmarks}
+
+    def regions(self, frame: np.ndarray, boxes: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        """Square regions around boxes [K,4], clipped to the frame; returns them and their top-left corners."""
+        h, w = frame.shape[:2]
+        centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+        half = np.max(boxes[:, 2:] - boxes[:, :2], axis=1, keepdims=True) * self.config.region_scale / 2
+        lo = np.clip(np.floor(centre - half), 0, [w - 1, h - 1]).astype(int)
+        hi = np.maximum(np.clip(np.ceil(centre + half), 0, [w, h]).astype(int), lo + 1)
+        return [frame[y0:y1, x0:x1] for (x0, y0), (x1, y1) in zip(lo, hi, strict=True)], lo
+
+    def __call__(self, frames: np.ndarray, found: "list[Detections]") -> list[list[dict]]:
+        """Cells for every detection of a batch of frames [B,H,W,3]; {} where no face was found in the region."""
+        regions, corners, counts = [], [], []
+        for frame, dets in zip(frames, found, strict=True):
+            counts.append(len(dets))
+            if len(dets):
+                r, c = self.regions(frame, dets.boxes)
+                regions += r
+                corners.append(c)
+        if not regions:
+            return [[] for _ in found]
+        geo = self.landmarker(regions)
+        geo.landmarks[:, :, :2] += np.concatenate(corners)[:, None, :]
+        cells = [self._cells(geo, i) for i in range(len(regions))]
+        out, k = [], 0
+        for n in counts:
+            out.append(cells[k : k + n])
+            k += n
+        return out
+
+    def _cells(self, geo: FaceGeometry, i: int) -> dict:
+        if not geo.found[i]:
+            return {}
+        cells = {c: round(float(v), 3) for c, v in zip(POSE_COLUMNS, geo.pose[i], strict=True)}
+        cells.update({c: round(float(v), 5) for c, v in zip(BLENDSHAPE_COLUMNS, geo.blendshapes[i], strict=True)})
+        if self.config.landmarks:
+            cells.update(zip(LANDMARK_COLUMNS, np.round(geo.landmarks[i].astype(np.float64), 2).ravel().tolist(),
+                             strict=True))
+        return cells

@@ -50,6 +50,9 @@ class ModelStage:
         self.max_gap_s = self.smooth.max_gap_s
         self.ensemble = Ensemble(bundle, device)
         self.template = crop_template(bundle.input)
+        # False when the geometry stage measures blendshapes and pose itself: its columns replace the
+        # bundle's distilled estimates of them.
+        self.geometry_columns = True
 
     def schema(self) -> TableSchema:
         """The table columns of this bundle's tasks."""
@@ -58,8 +61,8 @@ class ModelStage:
             au_names=list(self.bundle.au_names) if "AU" in tasks else [],
             expr_names=list(self.bundle.expr_names) if "EXPR" in tasks else [],
             has_va="VA" in tasks,
-            bs_names=list(self.bundle.bs_names) if "BS" in tasks else [],
-            has_pose="POSE" in tasks,
+            bs_names=list(self.bundle.bs_names) if "BS" in tasks and self.geometry_columns else [],
+            has_pose="POSE" in tasks and self.geometry_columns,
         )
 
     def summary(self) -> str:
@@ -116,11 +119,11 @@ class ModelStage:
             cells["arousal"] = round(float(out.arousal[0]), 5)
             cells["valence_std"] = round(float(out.valence_std[0]), 5)
             cells["arousal_std"] = round(float(out.arousal_std[0]), 5)
-        if out.bs_prob is not None:
+        if out.bs_prob is not None and self.geometry_columns:
             for k, name in enumerate(self.bundle.bs_names):
                 cells[f"bs_{name}"] = round(float(out.bs_prob[0, k]), 5)
             cells["bs_std"] = round(float(out.bs_std[0].mean()), 5)
-        if out.pose is not None:
+        if out.pose is not None and self.geometry_columns:
             for k, angle in enumerate(("yaw", "pitch", "roll")):
                 cells[f"pose_{angle}"] = round(float(out.pose[0, k]), 3)
             cells["pose_std"] = round(float(out.pose_std[0].mean()), 3)

@@ -28,6 +28,7 @@ class TableSchema:
     has_va: bool = False
     bs_names: list[str] = field(default_factory=list)
     has_pose: bool = False
+    extra: list[str] = field(default_factory=list)  # float columns of optional stages (geometry), last
 
     @property
     def columns(self) -> list[str]:
@@ -47,7 +48,7 @@ class TableSchema:
             cols.append("bs_std")
         if self.has_pose:
             cols += ["pose_yaw", "pose_pitch", "pose_roll", "pose_std"]
-        return cols
+        return cols + list(self.extra)
 
     @property
     def integer_columns(self) -> list[str]:
@@ -93,7 +94,8 @@ class TableWriter:
         if not rows:
             return
         df = pd.DataFrame.from_records(rows, columns=self.schema.columns)
-        df = df.astype(dict.fromkeys(self.schema.integer_columns, "Int64"))
+        types = {**dict.fromkeys(self.schema.integer_columns, "Int64"), **dict.fromkeys(self.schema.extra, "float64")}
+        df = df.astype(types)
         self.rows += len(df)
         if self.fmt == "csv":
             df.to_csv(self._temp, mode="a", header=False, index=False, float_format="%.6g")
