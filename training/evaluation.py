@@ -89,10 +89,11 @@ def summary_line(metrics: dict) -> str:
 
 def evaluate_bundle(
     bundle_path: str, table: LabelTable, device: str = "cpu", edition: str = "2020", threads: int = 2,
-    cache: str | None = None,
+    cache: str | None = None, batch: int = 64,
 ) -> dict:
     """ABAW metrics of a bundle's ensemble (at its AU thresholds) and of each member (at 0.5) on
-    labelled images, run through fer_annotate's own Ensemble (the inference path of fer-annotate)."""
+    labelled images, run through fer_annotate's own Ensemble (the inference path of fer-annotate). Each
+    member runs once per batch; small batches (64) keep the activations in cache on a CPU."""
     from fer_annotate.bundle import load_bundle
     from fer_annotate.ensemble import Ensemble
     from training.data import align_au, load_images
@@ -105,8 +106,8 @@ def evaluate_bundle(
     ens = Ensemble(bundle, device)
     outs, members = [], [[] for _ in ens.cnns]
     with torch.inference_mode():
-        for start in range(0, len(table), 512):
-            crops = torch.from_numpy(np.array(images[start : start + 512])).permute(0, 3, 1, 2).contiguous()
+        for start in range(0, len(table), batch):
+            crops = torch.from_numpy(np.array(images[start : start + batch])).permute(0, 3, 1, 2).contiguous()
             x = ens.preprocess(crops)
             logits = [net(x) for net in ens.cnns]
             outs.append(combine(logits, bundle.va_bins))
