@@ -5,9 +5,10 @@ from pathlib import Path
 import torch
 
 from fer_annotate.bundle import InputSpec, TemporalSpec, save_bundle
+from fer_annotate.geometry import BLENDSHAPES
 from fer_annotate.networks import NetworkSpec, build_network
 
-N_OUT = {"EXPR": 7, "AU": 8, "VA": 40}
+N_OUT = {"EXPR": 7, "AU": 8, "VA": 40, "BS": 52, "POSE": 3}
 DENG_MEAN = [131.0912, 103.8827, 91.4953]
 
 
@@ -52,6 +53,7 @@ def make_random_bundle(
         temporal=TemporalSpec(temporal, 32),
         provenance={"data": "none (random weights for tests)", "command": "tests/bundle_factory.py"},
         overwrite=True,
+        bs_names=[n.lstrip("_") for n in BLENDSHAPES] if "BS" in tasks else None,
     )
     return Path(path)
 

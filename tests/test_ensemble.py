@@ -104,3 +104,28 @@ def test_cnn_rnn_bundle_hidden_and_sequence(tmp_path):
         tasks = ens.bundle.tasks
         by_hand = combine([m({t: h[:, :, k, j] for j, t in enumerate(tasks)}) for k, m in enumerate(members)])
     np.testing.assert_allclose(seq.expr_prob, by_hand.expr_prob, atol=1e-6)
+
+
+def test_geometry_heads_columns_and_roll_of_rotated_crops(tmp_path):
+    """A bundle with distilled blendshape and pose heads: scores in [0, 1], the members' mean and spread,
+    and roll in the frame = roll in the upright crop + the alignment's rotation (wrapped to +-180)."""
+    from fer_annotate.model import ModelStage
+
+    path = make_random_bundle(tmp_path / "b", backbone="small_cnn", tasks=("EXPR", "BS", "POSE"), members=3,
+                              input_size=32, colour="gray")
+    stage = ModelStage(load_bundle(path), "cpu", smooth="none")
+    crops = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    upright = stage.predict(crops)
+    turned = stage.predict(crops, np.array([0.0, 30.0, -45.0, 179.0]))
+    for k, angle in enumerate((0.0, 30.0, -45.0, 179.0)):
+        expected = (upright[k].pose[0, 2] + angle + 180) % 360 - 180
+        assert turned[k].pose[0, 2] == pytest.approx(expected, abs=1e-3)
+        np.testing.assert_allclose(turned[k].pose[0, :2], upright[k].pose[0, :2])
+    cells = stage.columns(turned[1])
+    assert 0.0 <= cells["bs_jawOpen"] <= 1.0 and "bs_neutral" in cells and cells["bs_std"] >= 0
+    assert {"pose_yaw", "pose_pitch", "pose_roll", "pose_std"} <= set(cells)
+    columns = stage.schema().columns
+    assert columns[-4:] == ["pose_yaw", "pose_pitch", "pose_roll", "pose_std"] and "bs_mouthSmileLeft" in columns
+    stage.geometry_columns = False  # the landmarker measures them instead
+    assert not any(c.startswith(("bs_", "pose_")) for c in stage.schema().columns)
+    assert not any(c.startswith(("bs_", "pose_")) for c in stage.columns(turned[1]))
