@@ -295,6 +295,9 @@ def evaluate(bundle: str, abaw, split, manifest, folders, metrics, device, threa
     for k, m in enumerate(result["members"]):
         click.echo(f"  member {k}  {summary_line(m)}")
     expr = result["ensemble"]["tasks"].get("EXPR")
+    if expr and table.expr_soft is not None:
+        click.echo(f"  ensemble on the raters' votes: majority-vote accuracy {expr['acc']:.4f}, macro-F1 "
+                   f"{expr['f1']:.4f}, expression score (0.67 F1 + 0.33 acc) {expr['score']:.4f}")
     if expr:
         click.echo("  ensemble confusion (rows true, columns predicted):")
         for row in expr["confusion"]:
