@@ -347,25 +347,33 @@ def label(teacher: str, manifests, folders, model, device, out) -> None:
 @main.command()
 @click.option("--videos", "video_dirs", multiple=True, required=True, type=click.Path(exists=True),
               help="A video file or a folder of videos (searched recursively). Repeatable.")
-@click.option("--bundle", required=True, type=click.Path(exists=True),
+@click.option("--bundle", type=click.Path(exists=True),
               help="The bundle whose crop geometry (template, size, box scale) the saved crops follow.")
+@click.option("--size", type=click.IntRange(min=8), help="Without --bundle: crop size in pixels.")
+@click.option("--template", help="Without --bundle: JSON [[x,y] x4], unit crop positions of eyes, nose, mouth.")
+@click.option("--box-scale", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Without --bundle: crop side / detector box side.")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
               help="Frames sampled per second of video.")
 @click.option("--detector", default="blazeface", show_default=True, help="Face detector (as fer-annotate).")
 @click.option("--model", type=click.Path(dir_okay=False), help="The landmarker's .task file (default: the cache).")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Folder for crops + labels.csv.")
-def harvest(video_dirs, bundle, fps, detector, model, out) -> None:
+def harvest(video_dirs, bundle, size, template, box_scale, fps, detector, model, out) -> None:
     """Cut the faces of videos into crops as the bundle sees them and label them with MediaPipe's face
     landmarker (blendshapes, head pose): unlabelled footage becomes distillation data."""
-    from fer_annotate.bundle import BundleError, load_bundle
+    from fer_annotate.bundle import BundleError, InputSpec, load_bundle
     from fer_annotate.detect import DetectorError
     from fer_annotate.geometry import GeometryError, Landmarker
     from fer_annotate.video import VideoError, find_videos
     from training.harvest import HarvestConfig, harvest_faces
 
+    if (bundle is None) == (size is None):
+        raise click.UsageError("give the crop geometry: --bundle, or --size (with --template, --box-scale)")
     videos = [v for d in map(Path, video_dirs) for v in (find_videos(d) if d.is_dir() else [d])]
     try:
-        spec = load_bundle(bundle).input
+        spec = load_bundle(bundle).input if bundle else InputSpec(size=size, box_scale=box_scale)
+        if template is not None:
+            spec.template = _json(template, "template")
         with Landmarker(model) as landmarker:
             labels = harvest_faces(videos, Path(out), spec, HarvestConfig(fps=fps, detector=detector), landmarker,
                                    log=lambda s: click.echo(s, err=True))
