@@ -25,6 +25,7 @@ from fer_annotate.bundle import InputSpec
 from fer_annotate.detect import Detections, DetectorConfig, FaceDetector
 from fer_annotate.model import ModelStage, crop_template
 from fer_annotate.output import TableSchema, TableWriter, sidecar_path, write_sidecar
+from fer_annotate.threads import DECODE_THREADS
 from fer_annotate.track import Tracker, TrackerConfig
 from fer_annotate.video import Sampling, Video, VideoError
 
@@ -42,6 +43,7 @@ class AnnotateConfig:
     fmt: str = "csv"
     save_crops: Path | None = None
     device: str = "cpu"
+    decode_threads: int = DECODE_THREADS
 
 
 @dataclass
@@ -131,7 +133,7 @@ class Annotator:
     ) -> RunSummary:
         """Annotate one video into `output` (+ sidecar); on any error nothing that looks complete is left."""
         started = time.time()
-        video = Video(video_path)
+        video = Video(video_path, threads=self.config.decode_threads)
         indices = video.select(self.config.sampling)
         if len(indices) == 0:
             raise VideoError(
@@ -173,6 +175,7 @@ class Annotator:
             "config": json.loads(json.dumps(asdict(cfg), default=str)),
             "detector": cfg.detector.name,
             "device": cfg.device,
+            "torch_threads": torch.get_num_threads(),
             "model": self.model.describe() if self.model is not None else None,
             "columns": self.schema().columns,
             "video": asdict(video.info),
