@@ -96,18 +96,17 @@ def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
 
 
 def _versions() -> dict[str, str]:
-    import decord
-    import face_alignment
-    import pandas
+    """Versions of the packages that decide the results (from their metadata: no imports)."""
+    from importlib.metadata import version
 
     return {
         "fer_annotate": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "decord": decord.__version__,
-        "face_alignment": face_alignment.__version__,
+        "decord": version("decord"),
+        "face_alignment": version("face-alignment"),
         "numpy": np.__version__,
-        "pandas": pandas.__version__,
+        "pandas": version("pandas"),
     }
 
 
