@@ -13,6 +13,7 @@ from fer_annotate.detect import CONFIRM_SCORE, DETECTORS, DetectorConfig, Detect
 from fer_annotate.jobs import JobError, plan_jobs, run_jobs
 from fer_annotate.output import FORMATS
 from fer_annotate.pipeline import AnnotateConfig, Annotator
+from fer_annotate.sparse import DETECT_EVERY, SparseConfig
 from fer_annotate.threads import apply_torch_threads, plan_threads
 from fer_annotate.track import TrackerConfig
 from fer_annotate.video import Sampling
@@ -76,13 +77,16 @@ def _device(name: str) -> str:
               help="Mean score of those detections a new face needs (default per detector).")
 @click.option("--max-misses", type=int, default=10, show_default=True,
               help="Sampled frames a face may go undetected and keep its id.")
+@click.option("--detect-every", type=click.IntRange(min=1), default=DETECT_EVERY, show_default=True,
+              help="Run the face detector on every Kth sampled frame; in between, faces follow the tracker's "
+                   "predicted boxes (detected at once on a scene cut or when a face leaves its box).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for the run, video decoder included (default: the cores this process may use; "
                    "one goes to decoding, the rest to torch).")
 def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, detector: str, score_threshold: float,
              min_face: float, start: float | None, end: float | None, every: int, fps: float | None, smooth: str,
              fmt: str, save_crops: Path | None, overwrite: bool, device: str, batch_size: int, min_hits: int,
-             confirm_score: float | None, max_misses: int, threads: int | None) -> None:
+             confirm_score: float | None, max_misses: int, detect_every: int, threads: int | None) -> None:
     """Annotate videos (files or folders, searched recursively) into per-frame tables."""
     arguments = {"argv": sys.argv[1:], **click.get_current_context().params}
     try:
@@ -105,6 +109,7 @@ def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, detect
         save_crops=save_crops,
         device=dev,
         decode_threads=plan.decode,
+        sparse=SparseConfig(every=detect_every),
     )
     try:
         jobs = plan_jobs(list(inputs), output, fmt)

@@ -25,6 +25,7 @@ from fer_annotate.bundle import InputSpec
 from fer_annotate.detect import Detections, DetectorConfig, FaceDetector
 from fer_annotate.model import ModelStage, crop_template
 from fer_annotate.output import TableSchema, TableWriter, sidecar_path, write_sidecar
+from fer_annotate.sparse import FrameFinder, SparseConfig
 from fer_annotate.threads import DECODE_THREADS
 from fer_annotate.track import Tracker, TrackerConfig
 from fer_annotate.video import Sampling, Video, VideoError
@@ -44,6 +45,7 @@ class AnnotateConfig:
     save_crops: Path | None = None
     device: str = "cpu"
     decode_threads: int = DECODE_THREADS
+    sparse: SparseConfig = field(default_factory=SparseConfig)
 
 
 @dataclass
@@ -59,6 +61,7 @@ class RunSummary:
     face_ids: int
     seconds: float
     stage_seconds: dict[str, float]
+    frames_detected: int = 0
 
 
 @dataclass
@@ -160,6 +163,7 @@ class Annotator:
             face_ids=stats["face_ids"],
             seconds=seconds,
             stage_seconds=stats["stages"],
+            frames_detected=stats["frames_detected"],
         )
         write_sidecar(output, self._metadata(video, summary, arguments))
         return summary
@@ -181,6 +185,7 @@ class Annotator:
             "frames": {
                 "decoded": summary.frames_decoded,
                 "sampled": summary.frames_sampled,
+                "detected": summary.frames_detected,
                 "with_face": summary.frames_with_face,
                 "no_face": summary.frames_sampled - summary.frames_with_face,
                 "rows": summary.rows,
@@ -202,6 +207,7 @@ class Annotator:
         stages = dict.fromkeys(("decode", "detect", "align", "model", "track", "write"), 0.0)
         pending: dict[int, _Frame] = {}
         emitter = _Emitter(Path(video.path).stem, self.model, writer, stages)
+        finder = FrameFinder(self.detector, cfg.sparse)
         done = 0
         tic = time.perf_counter()
         for batch in _prefetch(video.batches(indices, cfg.batch_size)):
@@ -210,16 +216,15 @@ class Annotator:
             frames = torch.from_numpy(batch.frames)
             if cfg.device != "cpu":
                 frames = frames.pin_memory().to(cfg.device, non_blocking=True)
-            found = self.detector(frames)
+            first = tracker.position + 1
+            found = finder(frames, batch.times, tracker)
             stages["detect"] += time.perf_counter() - tic
             results, crops = self._faces(frames, found, stages)
             tic = time.perf_counter()
             for j, dets in enumerate(found):
-                pos = tracker.position + 1
-                pending[pos] = _Frame(int(batch.indices[j]), float(batch.times[j]), dets, results[j], crops[j])
-                tracker.update(dets.boxes, float(batch.times[j]), dets.scores)
-                for fpos, ids in tracker.finalize():
-                    emitter.emit(pending.pop(fpos), ids, self._save_crop)
+                pending[first + j] = _Frame(int(batch.indices[j]), float(batch.times[j]), dets, results[j], crops[j])
+            for fpos, ids in tracker.finalize():
+                emitter.emit(pending.pop(fpos), ids, self._save_crop)
             stages["track"] += time.perf_counter() - tic
             done += len(batch.indices)
             if on_frames is not None:
@@ -228,7 +233,8 @@ class Annotator:
         for fpos, ids in tracker.finalize(flush=True):
             emitter.emit(pending.pop(fpos), ids, self._save_crop)
         emitter.close()
-        return {"frames_with_face": emitter.frames_with_face, "face_ids": tracker.next_id, "stages": stages}
+        return {"frames_with_face": emitter.frames_with_face, "face_ids": tracker.next_id, "stages": stages,
+                "frames_detected": finder.detected}
 
     def _faces(
         self, frames: torch.Tensor, found: list[Detections], stages: dict[str, float]
