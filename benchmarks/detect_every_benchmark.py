@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-import synth  # noqa: E402  (OpenCV before torch: the other order breaks OpenCV's PNG reader here)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import synth  # noqa: E402  (OpenCV before torch: the other order breaks OpenCV's PNG reader here)
 
 from fer_annotate.detect import CONFIRM_SCORE, DetectorConfig  # noqa: E402
 from fer_annotate.pipeline import AnnotateConfig, Annotator  # noqa: E402
