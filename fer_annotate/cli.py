@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from fer_annotate.cli_weights import weights
 from fer_annotate.detect import CONFIRM_SCORE, DETECTORS, DetectorConfig, DetectorError
+from fer_annotate.geometry import GeometryConfig, GeometryError
 from fer_annotate.jobs import JobError, plan_jobs, run_jobs
 from fer_annotate.output import FORMATS
 from fer_annotate.pipeline import AnnotateConfig, Annotator
@@ -83,10 +84,17 @@ def _device(name: str) -> str:
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for the run, video decoder included (default: the cores this process may use; "
                    "one goes to decoding, the rest to torch).")
+@click.option("--geometry", type=click.Choice(["none", "mediapipe"]), default="none", show_default=True,
+              help="mediapipe: head pose (pose_*) and 52 blendshape scores (bs_*) per face from MediaPipe's face "
+                   "landmarker (extra [geometry]).")
+@click.option("--geometry-model", type=click.Path(path_type=Path), default=None,
+              help="The face_landmarker.task file (default: the cache copy, downloaded on first use).")
+@click.option("--landmarks", is_flag=True, help="With --geometry: also the 478 landmarks (lmI_x/y/z; Parquet only).")
 def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, detector: str, score_threshold: float,
              min_face: float, start: float | None, end: float | None, every: int, fps: float | None, smooth: str,
              fmt: str, save_crops: Path | None, overwrite: bool, device: str, batch_size: int, min_hits: int,
-             confirm_score: float | None, max_misses: int, detect_every: int, threads: int | None) -> None:
+             confirm_score: float | None, max_misses: int, detect_every: int, threads: int | None, geometry: str,
+             geometry_model: Path | None, landmarks: bool) -> None:
     """Annotate videos (files or folders, searched recursively) into per-frame tables."""
     arguments = {"argv": sys.argv[1:], **click.get_current_context().params}
     try:
@@ -94,6 +102,10 @@ def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, detect
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     dev = _device(device)
+    if landmarks and (geometry == "none" or fmt != "parquet"):
+        raise click.UsageError("--landmarks needs --geometry mediapipe and --format parquet (1,434 columns)")
+    if geometry != "none" and fmt == "abaw":
+        raise click.UsageError("--geometry: ABAW files have no place for pose or blendshapes; use csv or parquet")
     plan = plan_threads(threads)
     apply_torch_threads(plan)
     config = AnnotateConfig(
@@ -110,6 +122,7 @@ def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, detect
         device=dev,
         decode_threads=plan.decode,
         sparse=SparseConfig(every=detect_every),
+        geometry=GeometryConfig(model=geometry_model, landmarks=landmarks) if geometry == "mediapipe" else None,
     )
     try:
         jobs = plan_jobs(list(inputs), output, fmt)
@@ -121,7 +134,7 @@ def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, detect
     try:
         model = _model_stage(weights, smooth, dev)
         annotator = Annotator(config, model)
-    except (DetectorError, ValueError) as exc:
+    except (DetectorError, GeometryError, ValueError) as exc:
         console.print(f"[red]error:[/] {exc}")
         sys.exit(1)
     report = _run_with_progress(annotator, jobs, overwrite, arguments)
