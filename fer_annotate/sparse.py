@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from fer_annotate.detect import Detections, FaceDetector
 from fer_annotate.track import Tracker
 
-DETECT_EVERY = 1  # the CLI default, chosen from the speed / accuracy table in the README
+DETECT_EVERY = 2  # the CLI default, chosen from the speed / accuracy table in the README ("Detecting every Kth frame")
 THUMB = (18, 32)  # scene thumbnail (rows, columns)
 FACE_THUMB = 16
 
