@@ -104,6 +104,12 @@ class FrameFinder:
                 self.forced += 1
             appearance = None if predicted else list(face_thumbnails(frames[j], dets.boxes))
             tracker.update(dets.boxes, t, dets.scores, dets.keypoints, appearance, predicted=predicted)
+            if predicted:  # the tracker keeps the unclipped prediction; rows get boxes inside the frame
+                h, w = frames.shape[1:3]
+                boxes = dets.boxes.copy()
+                boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
+                boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+                dets = Detections(boxes, dets.scores, dets.keypoints)
             out.append(dets)
         return out
 
