@@ -378,31 +378,26 @@ def run_ray(spec: WorkerSpec, jobs: list[Job], address: str = "auto", workers: i
     jobs = [Job(j.video.absolute(), j.output.absolute()) for j in jobs]  # workers may run in another folder
     root = Path(os.path.commonpath([j.output.parent for j in jobs]))
     connected = _connect(ray, address)
+    token = uuid.uuid4().hex  # this run's probe files; another driver's in the same folder are left alone
     actors: list = []
     try:
         plan = ray_plan(ray.cluster_resources(), workers, spec.config.device, spec.threads, len(jobs))
         actor_class = ray.remote(AnnotatorWorker)
-        probe = _write_probe(root)
-        return _ray_loop(ray, actor_class, plan, spec, jobs, probe, overwrite, arguments, events, actors)
+        _write_probe(root, token)
+        return _ray_loop(ray, actor_class, plan, spec, jobs, (root, token), overwrite, arguments, events, actors)
     finally:
         for actor in actors:
             ray.kill(actor)
-        _remove_probes(root)
+        for path in root.glob(f"{PROBE_PREFIX}{token}*"):
+            path.unlink(missing_ok=True)
         if connected:
             ray.shutdown()
 
 
-def _write_probe(folder: Path) -> tuple[Path, str]:
+def _write_probe(folder: Path, token: str) -> None:
+    """The driver's probe file, which every worker must see."""
     folder.mkdir(parents=True, exist_ok=True)
-    token = uuid.uuid4().hex
     (folder / f"{PROBE_PREFIX}{token}").write_text(token)
-    return folder, token
-
-
-def _remove_probes(folder: Path) -> None:
-    if folder.is_dir():
-        for path in folder.glob(f"{PROBE_PREFIX}*"):
-            path.unlink(missing_ok=True)
 
 
 def _ray_loop(ray, actor_class, plan: RayPlan, spec: WorkerSpec, jobs: list[Job], probe: tuple[Path, str],

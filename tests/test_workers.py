@@ -200,7 +200,7 @@ def test_ray_equals_single_process(ray_local, corpus: Path, single, tmp_path: Pa
 
 def test_ray_output_not_shared_is_one_clear_line(ray_local, corpus: Path, tmp_path: Path, monkeypatch) -> None:
     # The driver "writes" its probe where no worker can see it: what a node-local -o folder looks like.
-    monkeypatch.setattr("fer_annotate.workers._write_probe", lambda folder: (folder, "unseen"))
+    monkeypatch.setattr("fer_annotate.workers._write_probe", lambda folder, token: None)
     result = invoke([corpus, "-o", tmp_path, *WINDOW, "--ray"])
     assert result.exit_code == 1, result.describe()
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
