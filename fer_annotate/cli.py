@@ -1,23 +1,25 @@
 """The `fer-annotate` command: annotate videos and folders; `fer-annotate weights ...` manages bundles."""
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from fer_annotate.cli_weights import weights
 from fer_annotate.detect import CONFIRM_SCORE, DETECTORS, DetectorConfig, DetectorError
 from fer_annotate.geometry import GeometryConfig, GeometryError
-from fer_annotate.jobs import JobError, plan_jobs, run_jobs
+from fer_annotate.jobs import Job, JobError, JobReport, plan_jobs
 from fer_annotate.output import FORMATS
-from fer_annotate.pipeline import AnnotateConfig, Annotator
+from fer_annotate.pipeline import AnnotateConfig
 from fer_annotate.sparse import DETECT_EVERY, SparseConfig
-from fer_annotate.threads import apply_torch_threads, plan_threads
 from fer_annotate.track import TrackerConfig
 from fer_annotate.video import Sampling
+from fer_annotate.workers import Events, WorkerError, WorkerSpec, scale_runner
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -82,32 +84,37 @@ def _device(name: str) -> str:
               help="Run the face detector on every Kth sampled frame; in between, faces follow the tracker's "
                    "predicted boxes (detected at once on a scene cut or when a face leaves its box).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="CPU threads for the run, video decoder included (default: the cores this process may use; "
-                   "one goes to decoding, the rest to torch).")
+              help="CPU threads for the run (of each worker with --workers), video decoder included (default: the "
+                   "cores this process may use, shared equally between workers; one goes to decoding, the rest "
+                   "to torch).")
 @click.option("--geometry", type=click.Choice(["none", "mediapipe"]), default="none", show_default=True,
               help="mediapipe: head pose (pose_*) and 52 blendshape scores (bs_*) per face from MediaPipe's face "
                    "landmarker (extra [geometry]).")
 @click.option("--geometry-model", type=click.Path(path_type=Path), default=None,
               help="The face_landmarker.task file (default: the cache copy, downloaded on first use).")
 @click.option("--landmarks", is_flag=True, help="With --geometry: also the 478 landmarks (lmI_x/y/z; Parquet only).")
+@click.option("--workers", default=None, metavar="N|auto",
+              help="Videos annotated at once, each worker with its own models (default: 1 on CPU, one per GPU "
+                   "with --device cuda; auto: from cores, GPUs and memory; with --ray: Ray actors).")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="auto", default=None, metavar="[ADDRESS]",
+              help="Run the workers as Ray actors on a cluster (auto: RAY_ADDRESS, else a local instance); "
+                   "-o must be storage every node reaches at the same path.")
 def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, detector: str, score_threshold: float,
              min_face: float, start: float | None, end: float | None, every: int, fps: float | None, smooth: str,
              fmt: str, save_crops: Path | None, overwrite: bool, device: str, batch_size: int, min_hits: int,
              confirm_score: float | None, max_misses: int, detect_every: int, threads: int | None, geometry: str,
-             geometry_model: Path | None, landmarks: bool) -> None:
+             geometry_model: Path | None, landmarks: bool, workers: str | None, ray_address: str | None) -> None:
     """Annotate videos (files or folders, searched recursively) into per-frame tables."""
     arguments = {"argv": sys.argv[1:], **click.get_current_context().params}
     try:
         sampling = Sampling(start_s=start, end_s=end, every=every, fps=fps)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    dev = _device(device)
+    dev = device if ray_address is not None else _device(device)  # with Ray, the workers' GPUs count
     if landmarks and (geometry == "none" or fmt != "parquet"):
         raise click.UsageError("--landmarks needs --geometry mediapipe and --format parquet (1,434 columns)")
     if geometry != "none" and fmt == "abaw":
         raise click.UsageError("--geometry: ABAW files have no place for pose or blendshapes; use csv or parquet")
-    plan = plan_threads(threads)
-    apply_torch_threads(plan)
     config = AnnotateConfig(
         detector=DetectorConfig(name=detector, score_threshold=score_threshold, min_face=min_face, device=dev),
         tracker=TrackerConfig(
@@ -120,7 +127,6 @@ def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, detect
         fmt=fmt,
         save_crops=save_crops,
         device=dev,
-        decode_threads=plan.decode,
         sparse=SparseConfig(every=detect_every),
         geometry=GeometryConfig(model=geometry_model, landmarks=landmarks) if geometry == "mediapipe" else None,
     )
@@ -132,65 +138,70 @@ def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, detect
         console.print(f"[red]error:[/] no videos found in {', '.join(map(str, inputs))}")
         sys.exit(1)
     try:
-        model = _model_stage(weights, smooth, dev)
-        annotator = Annotator(config, model)
-    except (DetectorError, GeometryError, ValueError) as exc:
-        console.print(f"[red]error:[/] {exc}")
+        bundle, note = _bundle(weights, smooth)
+        spec = WorkerSpec(config, bundle, weights, smooth, note, threads=threads)
+        run = scale_runner(spec, jobs, workers, ray_address, overwrite, arguments)
+        report = _run_with_progress(len(jobs), run)
+    except (DetectorError, GeometryError, ValueError, WorkerError) as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(1)
-    report = _run_with_progress(annotator, jobs, overwrite, arguments)
     done, skipped, failed = len(report.done), len(report.skipped), len(report.failed)
     if len(jobs) > 1:
         console.print(f"{done} annotated, {skipped} skipped, {failed} failed")
         for _, message in report.failed:
-            console.print(f"  [red]failed:[/] {message}", highlight=False)
+            console.print(f"  [red]failed:[/] {escape(message)}", highlight=False)
     if failed:
         sys.exit(1)
 
 
-def _model_stage(weights: str | None, smooth: str, device: str):
-    """The bundle's ensemble and temporal stage, or None for faces only."""
+def _bundle(weights: str | None, smooth: str):
+    """The weights bundle and the note about the choice (None for faces only); says which on the console."""
     if weights is not None and weights.lower() == "none":
-        return None
+        return None, ""
     from fer_annotate.bundle import BundleError
-    from fer_annotate.model import ModelStage
+    from fer_annotate.model import bundle_summary
+    from fer_annotate.temporal import SmoothSpec
     from fer_annotate.weights import DEFAULT_BUNDLE, resolve_bundle
 
     try:
         bundle = resolve_bundle(weights)
-        note = ""
-        if weights is None and bundle.name != DEFAULT_BUNDLE:
-            note = (f"the paper's ensemble {DEFAULT_BUNDLE} is not in the cache, so the shipped offline bundle "
-                    f"{bundle.name} is used (tasks: {'/'.join(bundle.tasks)}); `fer-annotate weights pull "
-                    f"{DEFAULT_BUNDLE}` on a connected machine makes the paper's ensemble the default")
-        stage = ModelStage(bundle, device, smooth, note)
     except BundleError as exc:
         raise ValueError(str(exc)) from None
-    console.print(f"model: {stage.summary()}", highlight=False)
+    note = ""
+    if weights is None and bundle.name != DEFAULT_BUNDLE:
+        note = (f"the paper's ensemble {DEFAULT_BUNDLE} is not in the cache, so the shipped offline bundle "
+                f"{bundle.name} is used (tasks: {'/'.join(bundle.tasks)}); `fer-annotate weights pull "
+                f"{DEFAULT_BUNDLE}` on a connected machine makes the paper's ensemble the default")
+    console.print(f"model: {escape(bundle_summary(bundle, SmoothSpec.parse(smooth).kind))}", highlight=False)
     if note:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
-    return stage
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    return bundle, note
 
 
-def _run_with_progress(annotator: Annotator, jobs, overwrite: bool, arguments: dict):
+def _run_with_progress(videos: int, run: Callable[[Events], JobReport]) -> JobReport:
+    """Run with one progress bar for the videos and one for each video being annotated."""
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=True) as progress:
-        overall = progress.add_task("videos", total=len(jobs))
-        frames = progress.add_task("frames", total=None)
+        overall = progress.add_task("videos", total=videos)
+        bars: dict[Path, TaskID] = {}
 
-        def on_start(job) -> None:
-            progress.reset(frames, total=None, description=f"{job.video.name}")
+        def on_start(job: Job) -> None:
+            bars[job.output] = progress.add_task(escape(job.video.name), total=None)
 
-        def on_frames(done: int, total: int) -> None:
-            progress.update(frames, completed=done, total=total)
+        def on_frames(job: Job, done: int, total: int) -> None:
+            if job.output in bars:
+                progress.update(bars[job.output], completed=done, total=total)
 
-        def on_end(job, message: str) -> None:
+        def on_end(job: Job, message: str) -> None:
+            if job.output in bars:
+                progress.remove_task(bars.pop(job.output))
             progress.advance(overall)
             if message.startswith("failed: "):
-                progress.console.print(f"[red]error:[/] {message.removeprefix('failed: ')}", highlight=False)
+                progress.console.print(f"[red]error:[/] {escape(message.removeprefix('failed: '))}", highlight=False)
             else:
-                progress.console.print(f"[green]{job.video}[/]: {message}", highlight=False)
+                progress.console.print(f"[green]{escape(str(job.video))}[/]: {escape(message)}", highlight=False)
 
-        return run_jobs(annotator, jobs, overwrite, on_start, on_frames, on_end, arguments)
+        return run(Events(on_start, on_frames, on_end))
 
 
 main.add_command(weights)
