@@ -4,17 +4,15 @@ import sys
 from pathlib import Path
 
 import click
-import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from fer_annotate.api import Annotator, BatchCallbacks, build_config
 from fer_annotate.cli_weights import weights
-from fer_annotate.detect import CONFIRM_SCORE, DETECTORS, DetectorConfig, DetectorError
-from fer_annotate.jobs import JobError, plan_jobs, run_jobs
+from fer_annotate.detect import DETECTORS, DetectorError
+from fer_annotate.jobs import Job, JobError, JobReport, plan_jobs
 from fer_annotate.output import FORMATS
-from fer_annotate.pipeline import AnnotateConfig, Annotator
-from fer_annotate.track import TrackerConfig
-from fer_annotate.video import Sampling
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -39,14 +37,6 @@ def main() -> None:
     """
 
 
-def _device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise click.UsageError("--device cuda: no CUDA device is available")
-    return name
-
-
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
@@ -68,6 +58,8 @@ def _device(name: str) -> str:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True)
 @click.option("--save-crops", type=click.Path(path_type=Path), default=None, help="Write aligned face crops here.")
 @click.option("--overwrite", is_flag=True, help="Redo videos whose complete output exists.")
+@click.option("--render", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
+              help="Also write an overlay video per output into DIR (see: fer-annotate render --help).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Frames decoded and detected at once.")
 @click.option("--min-hits", type=int, default=3, show_default=True, help="Detections before a face gets an id.")
@@ -75,97 +67,73 @@ def _device(name: str) -> str:
               help="Mean score of those detections a new face needs (default per detector).")
 @click.option("--max-misses", type=int, default=10, show_default=True,
               help="Sampled frames a face may go undetected and keep its id.")
-def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, detector: str, score_threshold: float,
-             min_face: float, start: float | None, end: float | None, every: int, fps: float | None, smooth: str,
-             fmt: str, save_crops: Path | None, overwrite: bool, device: str, batch_size: int, min_hits: int,
-             confirm_score: float | None, max_misses: int) -> None:
+def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, smooth: str, overwrite: bool,
+             render: Path | None, **options: object) -> None:
     """Annotate videos (files or folders, searched recursively) into per-frame tables."""
     arguments = {"argv": sys.argv[1:], **click.get_current_context().params}
     try:
-        sampling = Sampling(start_s=start, end_s=end, every=every, fps=fps)
+        config = build_config(**options)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    dev = _device(device)
-    config = AnnotateConfig(
-        detector=DetectorConfig(name=detector, score_threshold=score_threshold, min_face=min_face, device=dev),
-        tracker=TrackerConfig(
-            min_hits=min_hits,
-            confirm_score=CONFIRM_SCORE[detector] if confirm_score is None else confirm_score,
-            max_misses=max_misses,
-        ),
-        sampling=sampling,
-        batch_size=batch_size,
-        fmt=fmt,
-        save_crops=save_crops,
-        device=dev,
-    )
+    if render is not None and config.fmt == "abaw":
+        raise click.UsageError("--render needs a table output (--format csv or parquet), not abaw")
     try:
-        jobs = plan_jobs(list(inputs), output, fmt)
+        jobs = plan_jobs(list(inputs), output, config.fmt)
     except JobError as exc:
         raise click.UsageError(str(exc)) from None
     if not jobs:
-        console.print(f"[red]error:[/] no videos found in {', '.join(map(str, inputs))}")
+        console.print(f"[red]error:[/] no videos found in {escape(', '.join(map(str, inputs)))}")
         sys.exit(1)
     try:
-        model = _model_stage(weights, smooth, dev)
-        annotator = Annotator(config, model)
+        annotator = Annotator(weights=weights, smooth=smooth, config=config)
     except (DetectorError, ValueError) as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {escape(str(exc))}")
         sys.exit(1)
-    report = _run_with_progress(annotator, jobs, overwrite, arguments)
+    console.print(f"model: {escape(annotator.describe())}", highlight=False)
+    if annotator.note:
+        console.print(f"[yellow]note:[/] {escape(annotator.note)}", highlight=False)
+    report = _run_with_progress(annotator, jobs, output, overwrite, render, arguments)
     done, skipped, failed = len(report.done), len(report.skipped), len(report.failed)
     if len(jobs) > 1:
         console.print(f"{done} annotated, {skipped} skipped, {failed} failed")
         for _, message in report.failed:
-            console.print(f"  [red]failed:[/] {message}", highlight=False)
+            console.print(f"  [red]failed:[/] {escape(message)}", highlight=False)
     if failed:
         sys.exit(1)
 
 
-def _model_stage(weights: str | None, smooth: str, device: str):
-    """The bundle's ensemble and temporal stage, or None for faces only."""
-    if weights is not None and weights.lower() == "none":
-        return None
-    from fer_annotate.bundle import BundleError
-    from fer_annotate.model import ModelStage
-    from fer_annotate.weights import DEFAULT_BUNDLE, resolve_bundle
-
-    try:
-        bundle = resolve_bundle(weights)
-        note = ""
-        if weights is None and bundle.name != DEFAULT_BUNDLE:
-            note = (f"the paper's ensemble {DEFAULT_BUNDLE} is not in the cache, so the shipped offline bundle "
-                    f"{bundle.name} is used (tasks: {'/'.join(bundle.tasks)}); `fer-annotate weights pull "
-                    f"{DEFAULT_BUNDLE}` on a connected machine makes the paper's ensemble the default")
-        stage = ModelStage(bundle, device, smooth, note)
-    except BundleError as exc:
-        raise ValueError(str(exc)) from None
-    console.print(f"model: {stage.summary()}", highlight=False)
-    if note:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
-    return stage
-
-
-def _run_with_progress(annotator: Annotator, jobs, overwrite: bool, arguments: dict):
+def _run_with_progress(annotator: Annotator, jobs: list[Job], output: Path, overwrite: bool, render: Path | None,
+                       arguments: dict) -> JobReport:
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=True) as progress:
         overall = progress.add_task("videos", total=len(jobs))
         frames = progress.add_task("frames", total=None)
 
-        def on_start(job) -> None:
-            progress.reset(frames, total=None, description=f"{job.video.name}")
+        def on_start(job: Job) -> None:
+            progress.reset(frames, total=None, description=escape(job.video.name))
 
         def on_frames(done: int, total: int) -> None:
             progress.update(frames, completed=done, total=total)
 
-        def on_end(job, message: str) -> None:
+        def on_end(job: Job, message: str) -> None:
             progress.advance(overall)
-            if message.startswith("failed: "):
-                progress.console.print(f"[red]error:[/] {message.removeprefix('failed: ')}", highlight=False)
-            else:
-                progress.console.print(f"[green]{job.video}[/]: {message}", highlight=False)
+            _report(progress.console, job, message)
 
-        return run_jobs(annotator, jobs, overwrite, on_start, on_frames, on_end, arguments)
+        def on_render_start(job: Job, target: Path) -> None:
+            progress.reset(frames, total=None, description=f"render {escape(job.video.name)}")
+
+        def on_render_end(job: Job, message: str) -> None:
+            _report(progress.console, job, message)
+
+        callbacks = BatchCallbacks(on_start, on_frames, on_end, on_render_start, on_render_end)
+        return annotator.run_jobs(jobs, output, overwrite, render, callbacks, arguments)
+
+
+def _report(out: Console, job: Job, message: str) -> None:
+    if message.startswith("failed: "):
+        out.print(f"[red]error:[/] {escape(message.removeprefix('failed: '))}", highlight=False)
+    else:
+        out.print(f"[green]{escape(str(job.video))}[/]: {escape(message)}", highlight=False)
 
 
 main.add_command(weights)
