@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from fer_annotate.api import Annotator, BatchCallbacks, build_config
+from fer_annotate.cli_view import plot, render, summary
 from fer_annotate.cli_weights import weights
 from fer_annotate.detect import DETECTORS, DetectorError
 from fer_annotate.jobs import Job, JobError, JobReport, plan_jobs
@@ -33,6 +34,9 @@ def main() -> None:
 
     \b
       fer-annotate VIDEO_OR_FOLDER... -o OUT      (see: fer-annotate annotate --help)
+      fer-annotate render VIDEO TABLE -o overlay.mp4
+      fer-annotate plot TABLE -o figure.png|.svg|.pdf
+      fer-annotate summary TABLE_OR_FOLDER... [--json]
       fer-annotate weights list|pull|import|verify
     """
 
@@ -136,4 +140,5 @@ def _report(out: Console, job: Job, message: str) -> None:
         out.print(f"[green]{escape(str(job.video))}[/]: {escape(message)}", highlight=False)
 
 
-main.add_command(weights)
+for command in (weights, render, plot, summary):
+    main.add_command(command)
