@@ -26,7 +26,7 @@ from fer_annotate.table import TableError, au_names, expression_names, load_tabl
 # tab10: distinct, readable on video
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
            (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
-FADED_ALPHA = 0.45
+FADED_ALPHA = 0.5
 MATCH_TOLERANCE_S = 1e-3  # a decoded frame and a table row are the same frame
 MP4_AUDIO = {"aac", "mp3", "mp3float", "ac3", "eac3", "opus", "alac", "flac"}
 
@@ -206,7 +206,7 @@ class Painter:
         """Boxes and panels onto an RGB frame, in place."""
         d = ImageDraw.Draw(image, "RGBA")
         width, height = image.size
-        line_w = max(1, round(2 * self.s)) if not faded else max(1, round(self.s))
+        line_w = max(2, round(2 * self.s))
         for mark, panel in zip(marks, panels, strict=True):
             x1, y1, x2, y2 = mark.box
             alpha = round(255 * FADED_ALPHA) if faded else 255
