@@ -49,8 +49,12 @@ def render(video: Path, table: Path, output: Path) -> None:
 @click.option("--dpi", type=int, default=100, show_default=True)
 def plot(table: Path, output: Path, max_faces: int, max_points: int, dpi: int) -> None:
     """A figure of TABLE: per face, expressions, AUs, valence/arousal over time; share of time per expression."""
-    from fer_annotate.plot import FIGURE_FORMATS, PlotOptions, plot_table
     from fer_annotate.table import TableError, read_table
+
+    try:
+        from fer_annotate.plot import FIGURE_FORMATS, PlotOptions, plot_table
+    except ImportError as exc:
+        _fail(f"plotting needs matplotlib: pip install 'fer-annotate[plot]' ({exc})")
 
     if output.suffix.lower() not in FIGURE_FORMATS:
         raise click.UsageError(f"{output}: unknown figure format (use {', '.join(FIGURE_FORMATS)})")

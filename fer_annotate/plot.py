@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from fer_annotate.summary import summarize
 from fer_annotate.table import au_names, expression_names
@@ -87,8 +88,6 @@ def plot_table(df: pd.DataFrame, output: str | Path | None = None, options: Plot
     Returns the matplotlib Figure. Each face's axes carry the gid `face<ID>-<panel>` (panel: expr, au, va,
     pose, seen) and the summary axes `summary`, so that SVG output names them.
     """
-    from matplotlib.figure import Figure
-
     opt = options or PlotOptions()
     cols = list(df.columns)
     exprs, aus = expression_names(cols), au_names(cols)
@@ -109,7 +108,7 @@ def plot_table(df: pd.DataFrame, output: str | Path | None = None, options: Plot
     panels = panels or [("seen", 0.9)]
     heights = [h for _ in shown for _, h in panels] + ([0.5 + 0.3 * max(1, len(shown))] if shown else [])
     fig = Figure(figsize=(WIDTH_IN, max(2.0, sum(heights) + 0.5 * len(shown) + 1.0)), layout="constrained")
-    title = f"{summary['video']}: {summary['frames_sampled']} sampled frames, {summary['seconds_sampled']} s"
+    title = f"{summary['video']}: {summary['frames_sampled']} sampled frames, {summary['seconds_sampled'] or 0:.1f} s"
     if len(summary["faces"]) > len(shown):
         title += f" ({len(summary['faces']) - len(shown)} more faces not shown; max_faces={opt.max_faces})"
     fig.suptitle(title, fontsize=10)

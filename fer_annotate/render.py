@@ -246,8 +246,10 @@ def check_belongs(video: Path, table: Path, meta: dict) -> None:
 def render_overlay(video: str | Path, table: str | Path, output: str | Path,
                    on_frames: Callable[[int, int], None] | None = None) -> RenderSummary:
     """Write `output` (H.264, .mp4/.mkv/.mov): `video` with `table`'s annotations drawn on it."""
-    import av
-
+    try:
+        import av
+    except ImportError:
+        raise RenderError("rendering needs PyAV: pip install 'fer-annotate[render]'") from None
     from fer_annotate.video import VideoError
 
     video, table, output = Path(video), Path(table), Path(output)
