@@ -160,15 +160,15 @@ class Annotator:
         The sidecar's metadata is in `df.attrs`. `render` names an overlay video to write as well.
         Errors (a bad video, ...) are raised.
         """
+        if self.config.fmt == "abaw":
+            raise ValueError("the ABAW format is not a table; annotate() returns CSV or Parquet tables")
         if output is None:
             with tempfile.TemporaryDirectory(prefix="fer-annotate-") as tmp:
-                suffix = output_suffix(self.config.fmt) if self.config.fmt != "abaw" else ".csv"
-                return self._one(Path(video), Path(tmp) / (Path(video).stem + suffix), overwrite, render)
+                target = Path(tmp) / (Path(video).stem + output_suffix(self.config.fmt))
+                return self._one(Path(video), target, overwrite, render)
         return self._one(Path(video), Path(output), overwrite, render)
 
     def _one(self, video: Path, output: Path, overwrite: bool, render: str | Path | None) -> pd.DataFrame:
-        if self.config.fmt == "abaw":
-            raise ValueError("the ABAW format is not a table; annotate() returns CSV or Parquet tables")
         if overwrite or not is_complete(output):
             self.engine.run(video, output, arguments={"api": "annotate", "video": str(video)})
         if render is not None:

@@ -28,6 +28,7 @@ PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 1
            (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
 FADED_ALPHA = 0.5
 MATCH_TOLERANCE_S = 1e-3  # a decoded frame and a table row are the same frame
+CONTAINERS = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov"}
 MP4_AUDIO = {"aac", "mp3", "mp3float", "ac3", "eac3", "opus", "alac", "flac"}
 
 
@@ -253,6 +254,8 @@ def render_overlay(video: str | Path, table: str | Path, output: str | Path,
     from fer_annotate.video import VideoError
 
     video, table, output = Path(video), Path(table), Path(output)
+    if output.suffix.lower() not in CONTAINERS:
+        raise RenderError(f"{output}: unknown video container (use {', '.join(CONTAINERS)})")
     started = time.time()
     try:
         meta = read_sidecar(table)
@@ -279,7 +282,7 @@ def render_overlay(video: str | Path, table: str | Path, output: str | Path,
 
 def _transcode(av, video: Path, temp: Path, index: TableIndex, total: int,
                on_frames: Callable[[int, int], None] | None) -> int:
-    fmt = {".mkv": "matroska", ".mov": "mov"}.get(temp.suffix.lower(), "mp4")
+    fmt = CONTAINERS[temp.suffix.lower()]
     with av.open(str(video)) as src, av.open(str(temp), "w", format=fmt) as dst:
         vin = src.streams.video[0]
         vin.thread_type = "AUTO"
