@@ -4,7 +4,7 @@ Annotates the video once per round with the given weights (frames/s from the run
 renders the overlay (frames/s of the whole render: decode, draw, encode, audio copy), in interleaved
 rounds; prints each round, the medians and the load average (other processes disturb the figures).
 
-    python benchmarks/render_benchmark.py [--video V] [--weights NAME|PATH] [--every N] [--rounds 3]
+    python benchmarks/render_benchmark.py [--video V] [--weights NAME|PATH] [--every N] [--end S] [--rounds 3]
 """
 
 import argparse
@@ -24,6 +24,7 @@ def main() -> None:
     parser.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
     parser.add_argument("--weights", default=None, help="bundle (default: as the CLI)")
     parser.add_argument("--every", type=int, default=1)
+    parser.add_argument("--end", type=float, default=None, help="annotate only the first seconds (render: all)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch threads for the annotation")
     args = parser.parse_args()
@@ -37,7 +38,7 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    annotator = Annotator(weights=args.weights, every=args.every, device="cpu")
+    annotator = Annotator(weights=args.weights, every=args.every, end=args.end, device="cpu")
     print(f"video {args.video.name}, model {annotator.describe()}, every {args.every}, "
           f"torch threads {torch.get_num_threads()}")
     annotate_fps, render_fps = [], []
