@@ -70,6 +70,8 @@ def build_config(**options: object) -> AnnotateConfig:
 
     Raises TypeError for an unknown option and ValueError for a bad value.
     """
+    geometry = _geometry_option(options)  # takes the geometry options out of `options`
+    options.update(geometry)
     config = AnnotateConfig()
     nested: dict[str | None, dict[str, object]] = {}
     for name, value in options.items():
@@ -91,6 +93,32 @@ def build_config(**options: object) -> AnnotateConfig:
 
         config.tracker.confirm_score = CONFIRM_SCORE.get(config.detector.name, config.tracker.confirm_score)
     return config
+
+
+def _geometry_option(options: dict[str, object]) -> dict[str, object]:
+    """`geometry="mediapipe"` (+ `geometry_model`, `landmarks`) -> a GeometryConfig; `"none"` -> off.
+
+    The geometry stage is an optional nested config (None when off), so its CLI options build it as a
+    whole; a GeometryConfig may also be passed as `geometry` directly.
+    """
+    kind = options.pop("geometry", None)
+    model, landmarks = options.pop("geometry_model", None), bool(options.pop("landmarks", False))
+    fmt = options.get("fmt") or options.get("format") or "csv"
+    if kind is None or isinstance(kind, str) and kind == "none":
+        if landmarks:
+            raise ValueError("--landmarks needs --geometry mediapipe and --format parquet (1,434 columns)")
+        return {}
+    from fer_annotate.geometry import GeometryConfig
+
+    if isinstance(kind, str):
+        if kind != "mediapipe":
+            raise ValueError(f"geometry {kind!r}: use 'none' or 'mediapipe'")
+        kind = GeometryConfig(model=None if model is None else Path(str(model)), landmarks=landmarks)
+    if fmt == "abaw":
+        raise ValueError("--geometry: ABAW files have no place for pose or blendshapes; use csv or parquet")
+    if getattr(kind, "landmarks", False) and fmt != "parquet":
+        raise ValueError("--landmarks needs --geometry mediapipe and --format parquet (1,434 columns)")
+    return {"geometry": kind}
 
 
 def load_model(weights: str | None, smooth: str, device: str):

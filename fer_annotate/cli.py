@@ -12,6 +12,7 @@ from fer_annotate.api import Annotator, BatchCallbacks, build_config
 from fer_annotate.cli_view import plot, render, summary
 from fer_annotate.cli_weights import weights
 from fer_annotate.detect import DETECTORS, DetectorError
+from fer_annotate.geometry import GeometryError
 from fer_annotate.jobs import Job, JobError, JobReport, plan_jobs
 from fer_annotate.output import FORMATS
 
@@ -71,6 +72,12 @@ def main() -> None:
               help="Mean score of those detections a new face needs (default per detector).")
 @click.option("--max-misses", type=int, default=10, show_default=True,
               help="Sampled frames a face may go undetected and keep its id.")
+@click.option("--geometry", type=click.Choice(["none", "mediapipe"]), default="none", show_default=True,
+              help="mediapipe: head pose (pose_*) and 52 blendshape scores (bs_*) per face from MediaPipe's face "
+                   "landmarker (extra [geometry]).")
+@click.option("--geometry-model", type=click.Path(path_type=Path), default=None,
+              help="The face_landmarker.task file (default: the cache copy, downloaded on first use).")
+@click.option("--landmarks", is_flag=True, help="With --geometry: also the 478 landmarks (lmI_x/y/z; Parquet only).")
 def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, smooth: str, overwrite: bool,
              render: Path | None, **options: object) -> None:
     """Annotate videos (files or folders, searched recursively) into per-frame tables."""
@@ -90,7 +97,7 @@ def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, smooth
         sys.exit(1)
     try:
         annotator = Annotator(weights=weights, smooth=smooth, config=config)
-    except (DetectorError, ValueError) as exc:
+    except (DetectorError, GeometryError, ValueError) as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}")
         sys.exit(1)
     console.print(f"model: {escape(annotator.describe())}", highlight=False)
