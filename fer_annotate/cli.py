@@ -5,21 +5,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import click
-import torch
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
+from fer_annotate.api import BatchCallbacks, build_config, run_batch, worker_spec
+from fer_annotate.cli_view import plot, render, summary
 from fer_annotate.cli_weights import weights
-from fer_annotate.detect import CONFIRM_SCORE, DETECTORS, DetectorConfig, DetectorError
-from fer_annotate.geometry import GeometryConfig, GeometryError
+from fer_annotate.detect import DETECTORS, DetectorError
+from fer_annotate.geometry import GeometryError
 from fer_annotate.jobs import Job, JobError, JobReport, plan_jobs
 from fer_annotate.output import FORMATS
-from fer_annotate.pipeline import AnnotateConfig
-from fer_annotate.sparse import DETECT_EVERY, SparseConfig
-from fer_annotate.track import TrackerConfig
-from fer_annotate.video import Sampling
-from fer_annotate.workers import Events, WorkerError, WorkerSpec, scale_runner
+from fer_annotate.sparse import DETECT_EVERY
+from fer_annotate.workers import WorkerError
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -40,16 +38,11 @@ def main() -> None:
 
     \b
       fer-annotate VIDEO_OR_FOLDER... -o OUT      (see: fer-annotate annotate --help)
+      fer-annotate render VIDEO TABLE -o overlay.mp4
+      fer-annotate plot TABLE -o figure.png|.svg|.pdf
+      fer-annotate summary TABLE_OR_FOLDER... [--json]
       fer-annotate weights list|pull|import|verify
     """
-
-
-def _device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise click.UsageError("--device cuda: no CUDA device is available")
-    return name
 
 
 @main.command()
@@ -73,6 +66,8 @@ def _device(name: str) -> str:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True)
 @click.option("--save-crops", type=click.Path(path_type=Path), default=None, help="Write aligned face crops here.")
 @click.option("--overwrite", is_flag=True, help="Redo videos whose complete output exists.")
+@click.option("--render", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
+              help="Also write an overlay video per output into DIR (see: fer-annotate render --help).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Frames decoded and detected at once.")
 @click.option("--min-hits", type=int, default=3, show_default=True, help="Detections before a face gets an id.")
@@ -99,48 +94,33 @@ def _device(name: str) -> str:
 @click.option("--ray", "ray_address", is_flag=False, flag_value="auto", default=None, metavar="[ADDRESS]",
               help="Run the workers as Ray actors on a cluster (auto: RAY_ADDRESS, else a local instance); "
                    "-o must be storage every node reaches at the same path.")
-def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, detector: str, score_threshold: float,
-             min_face: float, start: float | None, end: float | None, every: int, fps: float | None, smooth: str,
-             fmt: str, save_crops: Path | None, overwrite: bool, device: str, batch_size: int, min_hits: int,
-             confirm_score: float | None, max_misses: int, detect_every: int, threads: int | None, geometry: str,
-             geometry_model: Path | None, landmarks: bool, workers: str | None, ray_address: str | None) -> None:
+def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, smooth: str, overwrite: bool,
+             render: Path | None, threads: int | None, workers: str | None, ray_address: str | None,
+             **options: object) -> None:
     """Annotate videos (files or folders, searched recursively) into per-frame tables."""
     arguments = {"argv": sys.argv[1:], **click.get_current_context().params}
     try:
-        sampling = Sampling(start_s=start, end_s=end, every=every, fps=fps)
+        # with Ray the workers' GPUs count, so `auto`/`cuda` are resolved there
+        config = build_config(check_device=ray_address is None, **options)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    dev = device if ray_address is not None else _device(device)  # with Ray, the workers' GPUs count
-    if landmarks and (geometry == "none" or fmt != "parquet"):
-        raise click.UsageError("--landmarks needs --geometry mediapipe and --format parquet (1,434 columns)")
-    if geometry != "none" and fmt == "abaw":
-        raise click.UsageError("--geometry: ABAW files have no place for pose or blendshapes; use csv or parquet")
-    config = AnnotateConfig(
-        detector=DetectorConfig(name=detector, score_threshold=score_threshold, min_face=min_face, device=dev),
-        tracker=TrackerConfig(
-            min_hits=min_hits,
-            confirm_score=CONFIRM_SCORE[detector] if confirm_score is None else confirm_score,
-            max_misses=max_misses,
-        ),
-        sampling=sampling,
-        batch_size=batch_size,
-        fmt=fmt,
-        save_crops=save_crops,
-        device=dev,
-        sparse=SparseConfig(every=detect_every),
-        geometry=GeometryConfig(model=geometry_model, landmarks=landmarks) if geometry == "mediapipe" else None,
-    )
+    if render is not None and config.fmt == "abaw":
+        raise click.UsageError("--render needs a table output (--format csv or parquet), not abaw")
     try:
-        jobs = plan_jobs(list(inputs), output, fmt)
+        jobs = plan_jobs(list(inputs), output, config.fmt)
     except JobError as exc:
         raise click.UsageError(str(exc)) from None
     if not jobs:
-        console.print(f"[red]error:[/] no videos found in {', '.join(map(str, inputs))}")
+        console.print(f"[red]error:[/] no videos found in {escape(', '.join(map(str, inputs)))}")
         sys.exit(1)
     try:
-        bundle, note = _bundle(weights, smooth)
-        spec = WorkerSpec(config, bundle, weights, smooth, note, threads=threads)
-        run = scale_runner(spec, jobs, workers, ray_address, overwrite, arguments)
+        spec = worker_spec(config, weights, smooth, threads)
+        _describe(spec.bundle, smooth, spec.note)
+
+        def run(callbacks: BatchCallbacks) -> JobReport:
+            return run_batch(spec, jobs, output, workers=workers, ray=ray_address, overwrite=overwrite,
+                             render_dir=render, callbacks=callbacks, arguments=arguments)
+
         report = _run_with_progress(len(jobs), run)
     except (DetectorError, GeometryError, ValueError, WorkerError) as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
@@ -154,32 +134,21 @@ def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, detect
         sys.exit(1)
 
 
-def _bundle(weights: str | None, smooth: str):
-    """The weights bundle and the note about the choice (None for faces only); says which on the console."""
-    if weights is not None and weights.lower() == "none":
-        return None, ""
-    from fer_annotate.bundle import BundleError
+def _describe(bundle, smooth: str, note: str) -> None:
+    """Say on the console which model runs (the workers load it) and why, when it is not the default."""
+    if bundle is None:
+        console.print("model: none (faces only)", highlight=False)
+        return
     from fer_annotate.model import bundle_summary
     from fer_annotate.temporal import SmoothSpec
-    from fer_annotate.weights import DEFAULT_BUNDLE, resolve_bundle
 
-    try:
-        bundle = resolve_bundle(weights)
-    except BundleError as exc:
-        raise ValueError(str(exc)) from None
-    note = ""
-    if weights is None and bundle.name != DEFAULT_BUNDLE:
-        note = (f"the paper's ensemble {DEFAULT_BUNDLE} is not in the cache, so the shipped offline bundle "
-                f"{bundle.name} is used (tasks: {'/'.join(bundle.tasks)}); `fer-annotate weights pull "
-                f"{DEFAULT_BUNDLE}` on a connected machine makes the paper's ensemble the default")
     console.print(f"model: {escape(bundle_summary(bundle, SmoothSpec.parse(smooth).kind))}", highlight=False)
     if note:
         console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
-    return bundle, note
 
 
-def _run_with_progress(videos: int, run: Callable[[Events], JobReport]) -> JobReport:
-    """Run with one progress bar for the videos and one for each video being annotated."""
+def _run_with_progress(videos: int, run: Callable[[BatchCallbacks], JobReport]) -> JobReport:
+    """Run with one progress bar for the videos and one for each video being annotated or rendered."""
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=True) as progress:
         overall = progress.add_task("videos", total=videos)
@@ -192,16 +161,31 @@ def _run_with_progress(videos: int, run: Callable[[Events], JobReport]) -> JobRe
             if job.output in bars:
                 progress.update(bars[job.output], completed=done, total=total)
 
-        def on_end(job: Job, message: str) -> None:
+        def done_with(job: Job) -> None:
             if job.output in bars:
                 progress.remove_task(bars.pop(job.output))
+
+        def on_end(job: Job, message: str) -> None:
+            done_with(job)
             progress.advance(overall)
-            if message.startswith("failed: "):
-                progress.console.print(f"[red]error:[/] {escape(message.removeprefix('failed: '))}", highlight=False)
-            else:
-                progress.console.print(f"[green]{escape(str(job.video))}[/]: {escape(message)}", highlight=False)
+            _report(progress.console, job, message)
 
-        return run(Events(on_start, on_frames, on_end))
+        def on_render_start(job: Job, target: Path) -> None:
+            bars[job.output] = progress.add_task(f"render {escape(job.video.name)}", total=None)
+
+        def on_render_end(job: Job, message: str) -> None:
+            done_with(job)
+            _report(progress.console, job, message)
+
+        return run(BatchCallbacks(on_start, on_frames, on_end, on_render_start, on_render_end))
 
 
-main.add_command(weights)
+def _report(out: Console, job: Job, message: str) -> None:
+    if message.startswith("failed: "):
+        out.print(f"[red]error:[/] {escape(message.removeprefix('failed: '))}", highlight=False)
+    else:
+        out.print(f"[green]{escape(str(job.video))}[/]: {escape(message)}", highlight=False)
+
+
+for command in (weights, render, plot, summary):
+    main.add_command(command)

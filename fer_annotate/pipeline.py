@@ -27,6 +27,8 @@ from fer_annotate.geometry import GeometryConfig, GeometryStage
 from fer_annotate.model import ModelStage, crop_template
 from fer_annotate.output import TableSchema, TableWriter, sidecar_path, write_sidecar
 from fer_annotate.sparse import FrameFinder, SparseConfig
+from fer_annotate.summary import summarize
+from fer_annotate.table import load_table
 from fer_annotate.threads import DECODE_THREADS
 from fer_annotate.track import Tracker, TrackerConfig
 from fer_annotate.video import Sampling, Video, VideoError
@@ -170,7 +172,10 @@ class Annotator:
             stage_seconds=stats["stages"],
             frames_detected=stats["frames_detected"],
         )
-        write_sidecar(output, self._metadata(video, summary, arguments))
+        meta = self._metadata(video, summary, arguments)
+        if self.config.fmt != "abaw":
+            meta["summary"] = summarize(load_table(output))
+        write_sidecar(output, meta)
         return summary
 
     def _metadata(self, video: Video, summary: RunSummary, arguments: dict | None) -> dict:
