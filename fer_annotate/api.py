@@ -17,15 +17,16 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from fer_annotate.jobs import Job, JobReport, plan_jobs
 from fer_annotate.output import is_complete, output_suffix
 from fer_annotate.pipeline import AnnotateConfig
 from fer_annotate.sparse import DETECT_EVERY, SparseConfig
-from fer_annotate.table import read_table
 from fer_annotate.workers import Events, WorkerSpec, build_annotator, run_serial, scale_runner
+
+if TYPE_CHECKING:  # pandas is imported when a table is read, not for a run of the CLI
+    import pandas as pd
 
 # CLI option name -> (nested config field or None for AnnotateConfig itself, field name)
 OPTION_ALIASES: dict[str, tuple[str | None, str]] = {
@@ -203,7 +204,7 @@ class Annotator:
         return self.model.summary() if self.model is not None else "none (faces only)"
 
     def annotate(self, video: str | Path, output: str | Path | None = None, overwrite: bool = True,
-                 render: str | Path | None = None) -> pd.DataFrame:
+                 render: str | Path | None = None) -> "pd.DataFrame":
         """Annotate one video into `output` (a temporary file when None) and return its table.
 
         The sidecar's metadata is in `df.attrs`. `render` names an overlay video to write as well.
@@ -217,13 +218,15 @@ class Annotator:
                 return self._one(Path(video), target, overwrite, render)
         return self._one(Path(video), Path(output), overwrite, render)
 
-    def _one(self, video: Path, output: Path, overwrite: bool, render: str | Path | None) -> pd.DataFrame:
+    def _one(self, video: Path, output: Path, overwrite: bool, render: str | Path | None) -> "pd.DataFrame":
         if overwrite or not is_complete(output):
             self.engine.run(video, output, arguments={"api": "annotate", "video": str(video)})
         if render is not None:
             from fer_annotate.render import render_overlay
 
             render_overlay(video, output, Path(render))
+        from fer_annotate.table import read_table
+
         return read_table(output)
 
     def annotate_batch(self, inputs: Sequence[str | Path], output: str | Path, overwrite: bool = False,
@@ -307,7 +310,7 @@ def annotate(video_or_list: str | Path | Sequence[str | Path], output: str | Pat
              output_dir: str | Path | None = None, *, weights: str | None = None, smooth: str = "gauss",
              overwrite: bool = False, render: str | Path | None = None, threads: int | None = None,
              workers: str | int | None = None, ray: str | None = None,
-             **options: object) -> pd.DataFrame | list[Path]:
+             **options: object) -> "pd.DataFrame | list[Path]":
     """Annotate a video and return its table, or a batch and return the outputs' paths.
 
     One video (a file path): the table as a DataFrame (dtypes as `read_table`, metadata in `df.attrs`),

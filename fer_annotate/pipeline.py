@@ -27,8 +27,6 @@ from fer_annotate.geometry import GeometryConfig, GeometryStage
 from fer_annotate.model import ModelStage, crop_template
 from fer_annotate.output import TableSchema, TableWriter, sidecar_path, write_sidecar
 from fer_annotate.sparse import FrameFinder, SparseConfig
-from fer_annotate.summary import summarize
-from fer_annotate.table import load_table
 from fer_annotate.threads import DECODE_THREADS
 from fer_annotate.track import Tracker, TrackerConfig
 from fer_annotate.video import Sampling, Video, VideoError
@@ -174,6 +172,9 @@ class Annotator:
         )
         meta = self._metadata(video, summary, arguments)
         if self.config.fmt != "abaw":
+            from fer_annotate.summary import summarize  # pandas: imported once rows are written
+            from fer_annotate.table import load_table
+
             meta["summary"] = summarize(load_table(output))
         write_sidecar(output, meta)
         return summary
