@@ -340,19 +340,24 @@ def load_state(bundle: Bundle, member: MemberFile) -> dict[str, torch.Tensor]:
 def load_members(bundle: Bundle, device: str | torch.device = "cpu") -> list[nn.Module]:
     """Build and load every member network (MultitaskNet or MultitaskCNNRNN), float32, in eval mode on device.
 
-    Networks are built on the meta device and allocated uninitialised on the target device before
-    the weights are copied in, so no time goes into random initialisation that would be overwritten.
+    Networks are built on the meta device (no memory, no random initialisation) and the file's tensors
+    are assigned as their parameters and buffers (`load_state_dict(assign=True)`), so nothing is
+    allocated or copied twice; allocating meta modules with `to_empty` instead costs ~0.4 s of torch
+    start-up per run.
     """
     nets = []
     for member in bundle.members:
+        where = str(bundle.path / member.file)
         state = load_state(bundle, member)
-        check_state_dict(bundle.network, bundle.temporal.kind, state, str(bundle.path / member.file))
+        check_state_dict(bundle.network, bundle.temporal.kind, state, where)
+        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
         with torch.device("meta"):
             net = build_network(bundle.network, bundle.temporal.kind)
-        net = net.to_empty(device=device)
-        for module in net.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.num_batches_tracked.zero_()  # kept as 0 where a checkpoint lacks it
-        net.load_state_dict(state, strict=True)
-        nets.append(net.eval())
+        for key in net.state_dict():
+            if key not in state and key.endswith("num_batches_tracked"):
+                state[key] = torch.zeros((), dtype=torch.long)  # kept as 0 where a checkpoint lacks it
+        net.load_state_dict(state, strict=True, assign=True)
+        if any(t.is_meta for t in (*net.parameters(), *net.buffers())):
+            raise BundleError(f"{where}: network {bundle.network.backbone} has tensors the file cannot fill")
+        nets.append(net.to(device).eval())
     return nets

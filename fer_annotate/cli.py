@@ -1,21 +1,23 @@
 """The `fer-annotate` command: annotate videos and folders; `fer-annotate weights ...` manages bundles."""
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
-import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
+from fer_annotate.api import BatchCallbacks, build_config, run_batch, worker_spec
+from fer_annotate.cli_view import plot, render, summary
 from fer_annotate.cli_weights import weights
-from fer_annotate.detect import CONFIRM_SCORE, DETECTORS, DetectorConfig, DetectorError
-from fer_annotate.geometry import GeometryConfig, GeometryError
-from fer_annotate.jobs import JobError, plan_jobs, run_jobs
+from fer_annotate.detect import DETECTORS, DetectorError
+from fer_annotate.geometry import GeometryError
+from fer_annotate.jobs import Job, JobError, JobReport, plan_jobs
 from fer_annotate.output import FORMATS
-from fer_annotate.pipeline import AnnotateConfig, Annotator
-from fer_annotate.track import TrackerConfig
-from fer_annotate.video import Sampling
+from fer_annotate.sparse import DETECT_EVERY
+from fer_annotate.workers import WorkerError
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -36,16 +38,11 @@ def main() -> None:
 
     \b
       fer-annotate VIDEO_OR_FOLDER... -o OUT      (see: fer-annotate annotate --help)
+      fer-annotate render VIDEO TABLE -o overlay.mp4
+      fer-annotate plot TABLE -o figure.png|.svg|.pdf
+      fer-annotate summary TABLE_OR_FOLDER... [--json]
       fer-annotate weights list|pull|import|verify
     """
-
-
-def _device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise click.UsageError("--device cuda: no CUDA device is available")
-    return name
 
 
 @main.command()
@@ -69,6 +66,8 @@ def _device(name: str) -> str:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True)
 @click.option("--save-crops", type=click.Path(path_type=Path), default=None, help="Write aligned face crops here.")
 @click.option("--overwrite", is_flag=True, help="Redo videos whose complete output exists.")
+@click.option("--render", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
+              help="Also write an overlay video per output into DIR (see: fer-annotate render --help).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Frames decoded and detected at once.")
 @click.option("--min-hits", type=int, default=3, show_default=True, help="Detections before a face gets an id.")
@@ -76,109 +75,117 @@ def _device(name: str) -> str:
               help="Mean score of those detections a new face needs (default per detector).")
 @click.option("--max-misses", type=int, default=10, show_default=True,
               help="Sampled frames a face may go undetected and keep its id.")
+@click.option("--detect-every", type=click.IntRange(min=1), default=DETECT_EVERY, show_default=True,
+              help="Run the face detector on every Kth sampled frame; in between, faces follow the tracker's "
+                   "predicted boxes (detected at once on a scene cut or when a face leaves its box).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for the run (of each worker with --workers), video decoder included (default: the "
+                   "cores this process may use, shared equally between workers; one goes to decoding, the rest "
+                   "to torch).")
 @click.option("--geometry", type=click.Choice(["none", "mediapipe"]), default="none", show_default=True,
               help="mediapipe: head pose (pose_*) and 52 blendshape scores (bs_*) per face from MediaPipe's face "
                    "landmarker (extra [geometry]).")
 @click.option("--geometry-model", type=click.Path(path_type=Path), default=None,
               help="The face_landmarker.task file (default: the cache copy, downloaded on first use).")
 @click.option("--landmarks", is_flag=True, help="With --geometry: also the 478 landmarks (lmI_x/y/z; Parquet only).")
-def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, detector: str, score_threshold: float,
-             min_face: float, start: float | None, end: float | None, every: int, fps: float | None, smooth: str,
-             fmt: str, save_crops: Path | None, overwrite: bool, device: str, batch_size: int, min_hits: int,
-             confirm_score: float | None, max_misses: int, geometry: str, geometry_model: Path | None,
-             landmarks: bool) -> None:
+@click.option("--workers", default=None, metavar="N|auto",
+              help="Videos annotated at once, each worker with its own models (default: 1 on CPU, one per GPU "
+                   "with --device cuda; auto: from cores, GPUs and memory; with --ray: Ray actors).")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="auto", default=None, metavar="[ADDRESS]",
+              help="Run the workers as Ray actors on a cluster (auto: RAY_ADDRESS, else a local instance); "
+                   "-o must be storage every node reaches at the same path.")
+def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, smooth: str, overwrite: bool,
+             render: Path | None, threads: int | None, workers: str | None, ray_address: str | None,
+             **options: object) -> None:
     """Annotate videos (files or folders, searched recursively) into per-frame tables."""
     arguments = {"argv": sys.argv[1:], **click.get_current_context().params}
     try:
-        sampling = Sampling(start_s=start, end_s=end, every=every, fps=fps)
+        # with Ray the workers' GPUs count, so `auto`/`cuda` are resolved there
+        config = build_config(check_device=ray_address is None, **options)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    dev = _device(device)
-    if landmarks and (geometry == "none" or fmt != "parquet"):
-        raise click.UsageError("--landmarks needs --geometry mediapipe and --format parquet (1,434 columns)")
-    if geometry != "none" and fmt == "abaw":
-        raise click.UsageError("--geometry: ABAW files have no place for pose or blendshapes; use csv or parquet")
-    config = AnnotateConfig(
-        detector=DetectorConfig(name=detector, score_threshold=score_threshold, min_face=min_face, device=dev),
-        tracker=TrackerConfig(
-            min_hits=min_hits,
-            confirm_score=CONFIRM_SCORE[detector] if confirm_score is None else confirm_score,
-            max_misses=max_misses,
-        ),
-        sampling=sampling,
-        batch_size=batch_size,
-        fmt=fmt,
-        save_crops=save_crops,
-        device=dev,
-        geometry=GeometryConfig(model=geometry_model, landmarks=landmarks) if geometry == "mediapipe" else None,
-    )
+    if render is not None and config.fmt == "abaw":
+        raise click.UsageError("--render needs a table output (--format csv or parquet), not abaw")
     try:
-        jobs = plan_jobs(list(inputs), output, fmt)
+        jobs = plan_jobs(list(inputs), output, config.fmt)
     except JobError as exc:
         raise click.UsageError(str(exc)) from None
     if not jobs:
-        console.print(f"[red]error:[/] no videos found in {', '.join(map(str, inputs))}")
+        console.print(f"[red]error:[/] no videos found in {escape(', '.join(map(str, inputs)))}")
         sys.exit(1)
     try:
-        model = _model_stage(weights, smooth, dev)
-        annotator = Annotator(config, model)
-    except (DetectorError, GeometryError, ValueError) as exc:
-        console.print(f"[red]error:[/] {exc}")
+        spec = worker_spec(config, weights, smooth, threads)
+        _describe(spec.bundle, smooth, spec.note)
+
+        def run(callbacks: BatchCallbacks) -> JobReport:
+            return run_batch(spec, jobs, output, workers=workers, ray=ray_address, overwrite=overwrite,
+                             render_dir=render, callbacks=callbacks, arguments=arguments)
+
+        report = _run_with_progress(len(jobs), run)
+    except (DetectorError, GeometryError, ValueError, WorkerError) as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(1)
-    report = _run_with_progress(annotator, jobs, overwrite, arguments)
     done, skipped, failed = len(report.done), len(report.skipped), len(report.failed)
     if len(jobs) > 1:
         console.print(f"{done} annotated, {skipped} skipped, {failed} failed")
         for _, message in report.failed:
-            console.print(f"  [red]failed:[/] {message}", highlight=False)
+            console.print(f"  [red]failed:[/] {escape(message)}", highlight=False)
     if failed:
         sys.exit(1)
 
 
-def _model_stage(weights: str | None, smooth: str, device: str):
-    """The bundle's ensemble and temporal stage, or None for faces only."""
-    if weights is not None and weights.lower() == "none":
-        return None
-    from fer_annotate.bundle import BundleError
-    from fer_annotate.model import ModelStage
-    from fer_annotate.weights import DEFAULT_BUNDLE, resolve_bundle
+def _describe(bundle, smooth: str, note: str) -> None:
+    """Say on the console which model runs (the workers load it) and why, when it is not the default."""
+    if bundle is None:
+        console.print("model: none (faces only)", highlight=False)
+        return
+    from fer_annotate.model import bundle_summary
+    from fer_annotate.temporal import SmoothSpec
 
-    try:
-        bundle = resolve_bundle(weights)
-        note = ""
-        if weights is None and bundle.name != DEFAULT_BUNDLE:
-            note = (f"the paper's ensemble {DEFAULT_BUNDLE} is not in the cache, so the shipped offline bundle "
-                    f"{bundle.name} is used (tasks: {'/'.join(bundle.tasks)}); `fer-annotate weights pull "
-                    f"{DEFAULT_BUNDLE}` on a connected machine makes the paper's ensemble the default")
-        stage = ModelStage(bundle, device, smooth, note)
-    except BundleError as exc:
-        raise ValueError(str(exc)) from None
-    console.print(f"model: {stage.summary()}", highlight=False)
+    console.print(f"model: {escape(bundle_summary(bundle, SmoothSpec.parse(smooth).kind))}", highlight=False)
     if note:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
-    return stage
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
 
 
-def _run_with_progress(annotator: Annotator, jobs, overwrite: bool, arguments: dict):
+def _run_with_progress(videos: int, run: Callable[[BatchCallbacks], JobReport]) -> JobReport:
+    """Run with one progress bar for the videos and one for each video being annotated or rendered."""
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=True) as progress:
-        overall = progress.add_task("videos", total=len(jobs))
-        frames = progress.add_task("frames", total=None)
+        overall = progress.add_task("videos", total=videos)
+        bars: dict[Path, TaskID] = {}
 
-        def on_start(job) -> None:
-            progress.reset(frames, total=None, description=f"{job.video.name}")
+        def on_start(job: Job) -> None:
+            bars[job.output] = progress.add_task(escape(job.video.name), total=None)
 
-        def on_frames(done: int, total: int) -> None:
-            progress.update(frames, completed=done, total=total)
+        def on_frames(job: Job, done: int, total: int) -> None:
+            if job.output in bars:
+                progress.update(bars[job.output], completed=done, total=total)
 
-        def on_end(job, message: str) -> None:
+        def done_with(job: Job) -> None:
+            if job.output in bars:
+                progress.remove_task(bars.pop(job.output))
+
+        def on_end(job: Job, message: str) -> None:
+            done_with(job)
             progress.advance(overall)
-            if message.startswith("failed: "):
-                progress.console.print(f"[red]error:[/] {message.removeprefix('failed: ')}", highlight=False)
-            else:
-                progress.console.print(f"[green]{job.video}[/]: {message}", highlight=False)
+            _report(progress.console, job, message)
 
-        return run_jobs(annotator, jobs, overwrite, on_start, on_frames, on_end, arguments)
+        def on_render_start(job: Job, target: Path) -> None:
+            bars[job.output] = progress.add_task(f"render {escape(job.video.name)}", total=None)
+
+        def on_render_end(job: Job, message: str) -> None:
+            done_with(job)
+            _report(progress.console, job, message)
+
+        return run(BatchCallbacks(on_start, on_frames, on_end, on_render_start, on_render_end))
 
 
-main.add_command(weights)
+def _report(out: Console, job: Job, message: str) -> None:
+    if message.startswith("failed: "):
+        out.print(f"[red]error:[/] {escape(message.removeprefix('failed: '))}", highlight=False)
+    else:
+        out.print(f"[green]{escape(str(job.video))}[/]: {escape(message)}", highlight=False)
+
+
+for command in (weights, render, plot, summary):
+    main.add_command(command)

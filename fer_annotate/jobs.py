@@ -25,6 +25,15 @@ class JobReport:
     skipped: list[Job] = field(default_factory=list)
     failed: list[tuple[Job, str]] = field(default_factory=list)
 
+    def add(self, outcome: "JobOutcome") -> None:
+        """Record one job's outcome."""
+        if outcome.status == "done":
+            self.done.append(outcome.summary)
+        elif outcome.status == "skipped":
+            self.skipped.append(outcome.job)
+        else:
+            self.failed.append((outcome.job, outcome.message))
+
 
 class JobError(Exception):
     """Inputs and output that do not fit together (e.g. several videos but -o names a file)."""
@@ -68,6 +77,44 @@ def _one_line(video: Path, exc: Exception) -> str:
     return f"{video}: {type(exc).__name__}: {text.splitlines()[0] if text else 'no message'}"
 
 
+@dataclass
+class JobOutcome:
+    """What became of one job: "done" (with its summary), "skipped" or "failed"; `message` is one line."""
+
+    job: Job
+    status: str
+    message: str
+    summary: RunSummary | None = None
+
+    @property
+    def line(self) -> str:
+        """The console line of this outcome (failures start with "failed: ")."""
+        return f"failed: {self.message}" if self.status == "failed" else self.message
+
+
+def run_job(
+    annotator: Annotator,
+    job: Job,
+    overwrite: bool = False,
+    on_start: Callable[[Job], None] | None = None,
+    on_frames: Callable[[int, int], None] | None = None,
+    arguments: dict | None = None,
+) -> JobOutcome:
+    """Annotate one job unless its complete output exists; any failure becomes a one-line outcome."""
+    if not overwrite and is_complete(job.output):
+        return JobOutcome(job, "skipped", "skipped (complete output exists; --overwrite to redo)")
+    if on_start is not None:
+        on_start(job)
+    try:
+        summary = annotator.run(job.video, job.output, on_frames=on_frames, arguments=arguments)
+    except Exception as exc:  # one video's failure, whatever it is, must not stop the others
+        message = str(exc) if isinstance(exc, VideoError) else _one_line(job.video, exc)
+        return JobOutcome(job, "failed", message)
+    fps = summary.frames_sampled / max(summary.seconds, 1e-9)
+    message = f"{summary.rows} rows, {summary.face_ids} face id(s), {fps:.1f} frames/s -> {job.output}"
+    return JobOutcome(job, "done", message, summary)
+
+
 def run_jobs(
     annotator: Annotator,
     jobs: list[Job],
@@ -80,23 +127,8 @@ def run_jobs(
     """Annotate each job in turn; a bad video is recorded and skipped, the rest finish."""
     report = JobReport()
     for job in jobs:
-        if not overwrite and is_complete(job.output):
-            report.skipped.append(job)
-            if on_end is not None:
-                on_end(job, "skipped (complete output exists; --overwrite to redo)")
-            continue
-        if on_start is not None:
-            on_start(job)
-        try:
-            summary = annotator.run(job.video, job.output, on_frames=on_frames, arguments=arguments)
-        except Exception as exc:  # one video's failure, whatever it is, must not stop the others
-            message = str(exc) if isinstance(exc, VideoError) else _one_line(job.video, exc)
-            report.failed.append((job, message))
-            if on_end is not None:
-                on_end(job, f"failed: {message}")
-            continue
-        report.done.append(summary)
+        outcome = run_job(annotator, job, overwrite, on_start, on_frames, arguments)
+        report.add(outcome)
         if on_end is not None:
-            fps = summary.frames_sampled / max(summary.seconds, 1e-9)
-            on_end(job, f"{summary.rows} rows, {summary.face_ids} face id(s), {fps:.1f} frames/s -> {job.output}")
+            on_end(job, outcome.line)
     return report

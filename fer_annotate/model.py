@@ -20,6 +20,15 @@ def crop_template(spec: InputSpec) -> CropTemplate:
     return CropTemplate(spec.template, size=spec.size, box_scale=spec.box_scale)
 
 
+def bundle_summary(b: Bundle, smoothing: str) -> str:
+    """One console line about a bundle (also for a driver whose workers load the models)."""
+    temporal = f"{b.temporal.kind} (seq {b.temporal.seq_len})" if b.temporal.kind != "none" else "none"
+    return (
+        f"{b.name} ({len(b.members)} members, {b.network.backbone}, tasks {'/'.join(b.tasks)}, "
+        f"temporal {temporal}, smoothing {smoothing}) from {b.path}"
+    )
+
+
 class _RowFilter:
     """A TrackFilter that carries each row's identity columns along with its model output."""
 
@@ -67,12 +76,7 @@ class ModelStage:
 
     def summary(self) -> str:
         """One line for the console: which bundle, how many members, which tasks, temporal model."""
-        b = self.bundle
-        temporal = f"{b.temporal.kind} (seq {b.temporal.seq_len})" if b.temporal.kind != "none" else "none"
-        return (
-            f"{b.name} ({len(b.members)} members, {b.network.backbone}, tasks {'/'.join(b.tasks)}, "
-            f"temporal {temporal}, smoothing {self.smooth.kind}) from {b.path}"
-        )
+        return bundle_summary(self.bundle, self.smooth.kind)
 
     def describe(self) -> dict:
         """What the sidecar records about the model: the manifest (checksums, thresholds) and the smoothing."""

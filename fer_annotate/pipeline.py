@@ -26,6 +26,8 @@ from fer_annotate.detect import Detections, DetectorConfig, FaceDetector
 from fer_annotate.geometry import GeometryConfig, GeometryStage
 from fer_annotate.model import ModelStage, crop_template
 from fer_annotate.output import TableSchema, TableWriter, sidecar_path, write_sidecar
+from fer_annotate.sparse import FrameFinder, SparseConfig
+from fer_annotate.threads import DECODE_THREADS
 from fer_annotate.track import Tracker, TrackerConfig
 from fer_annotate.video import Sampling, Video, VideoError
 
@@ -43,6 +45,8 @@ class AnnotateConfig:
     fmt: str = "csv"
     save_crops: Path | None = None
     device: str = "cpu"
+    decode_threads: int = DECODE_THREADS
+    sparse: SparseConfig = field(default_factory=SparseConfig)
     geometry: GeometryConfig | None = None  # None: no geometry stage
 
 
@@ -59,6 +63,7 @@ class RunSummary:
     face_ids: int
     seconds: float
     stage_seconds: dict[str, float]
+    frames_detected: int = 0
 
 
 @dataclass
@@ -97,18 +102,17 @@ def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
 
 
 def _versions() -> dict[str, str]:
-    import decord
-    import face_alignment
-    import pandas
+    """Versions of the packages that decide the results (from their metadata: no imports)."""
+    from importlib.metadata import version
 
     return {
         "fer_annotate": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "decord": decord.__version__,
-        "face_alignment": face_alignment.__version__,
+        "decord": version("decord"),
+        "face_alignment": version("face-alignment"),
         "numpy": np.__version__,
-        "pandas": pandas.__version__,
+        "pandas": version("pandas"),
     }
 
 
@@ -138,7 +142,7 @@ class Annotator:
     ) -> RunSummary:
         """Annotate one video into `output` (+ sidecar); on any error nothing that looks complete is left."""
         started = time.time()
-        video = Video(video_path)
+        video = Video(video_path, threads=self.config.decode_threads)
         indices = video.select(self.config.sampling)
         if len(indices) == 0:
             raise VideoError(
@@ -166,8 +170,15 @@ class Annotator:
             face_ids=stats["face_ids"],
             seconds=seconds,
             stage_seconds=stats["stages"],
+            frames_detected=stats["frames_detected"],
         )
-        write_sidecar(output, self._metadata(video, summary, arguments))
+        meta = self._metadata(video, summary, arguments)
+        if self.config.fmt != "abaw":
+            from fer_annotate.summary import summarize  # pandas: imported once rows are written
+            from fer_annotate.table import load_table
+
+            meta["summary"] = summarize(load_table(output))
+        write_sidecar(output, meta)
         return summary
 
     def _metadata(self, video: Video, summary: RunSummary, arguments: dict | None) -> dict:
@@ -180,6 +191,7 @@ class Annotator:
             "config": json.loads(json.dumps(asdict(cfg), default=str)),
             "detector": cfg.detector.name,
             "device": cfg.device,
+            "torch_threads": torch.get_num_threads(),
             "model": self.model.describe() if self.model is not None else None,
             "geometry": self.geometry.describe() if self.geometry is not None else None,
             "columns": self.schema().columns,
@@ -187,6 +199,7 @@ class Annotator:
             "frames": {
                 "decoded": summary.frames_decoded,
                 "sampled": summary.frames_sampled,
+                "detected": summary.frames_detected,
                 "with_face": summary.frames_with_face,
                 "no_face": summary.frames_sampled - summary.frames_with_face,
                 "rows": summary.rows,
@@ -210,6 +223,7 @@ class Annotator:
             stages["geometry"] = 0.0
         pending: dict[int, _Frame] = {}
         emitter = _Emitter(Path(video.path).stem, self.model, writer, stages)
+        finder = FrameFinder(self.detector, cfg.sparse)
         done = 0
         tic = time.perf_counter()
         for batch in _prefetch(video.batches(indices, cfg.batch_size)):
@@ -218,7 +232,8 @@ class Annotator:
             frames = torch.from_numpy(batch.frames)
             if cfg.device != "cpu":
                 frames = frames.pin_memory().to(cfg.device, non_blocking=True)
-            found = self.detector(frames)
+            first = tracker.position + 1
+            found = finder(frames, batch.times, tracker)
             stages["detect"] += time.perf_counter() - tic
             results, crops = self._faces(frames, found, stages)
             tic = time.perf_counter()
@@ -227,12 +242,10 @@ class Annotator:
                 stages["geometry"] += time.perf_counter() - tic
             tic = time.perf_counter()
             for j, dets in enumerate(found):
-                pos = tracker.position + 1
-                pending[pos] = _Frame(int(batch.indices[j]), float(batch.times[j]), dets, results[j], crops[j],
-                                      geometry[j])
-                tracker.update(dets.boxes, float(batch.times[j]), dets.scores)
-                for fpos, ids in tracker.finalize():
-                    emitter.emit(pending.pop(fpos), ids, self._save_crop)
+                pending[first + j] = _Frame(int(batch.indices[j]), float(batch.times[j]), dets, results[j], crops[j],
+                                            geometry[j])
+            for fpos, ids in tracker.finalize():
+                emitter.emit(pending.pop(fpos), ids, self._save_crop)
             stages["track"] += time.perf_counter() - tic
             done += len(batch.indices)
             if on_frames is not None:
@@ -241,7 +254,8 @@ class Annotator:
         for fpos, ids in tracker.finalize(flush=True):
             emitter.emit(pending.pop(fpos), ids, self._save_crop)
         emitter.close()
-        return {"frames_with_face": emitter.frames_with_face, "face_ids": tracker.next_id, "stages": stages}
+        return {"frames_with_face": emitter.frames_with_face, "face_ids": tracker.next_id, "stages": stages,
+                "frames_detected": finder.detected}
 
     def _faces(
         self, frames: torch.Tensor, found: list[Detections], stages: dict[str, float]

@@ -62,9 +62,18 @@ class _Track:
     misses: int = 0
     face_id: int | None = None
     pending: list[tuple[int, int, float]] = field(default_factory=list)
+    score: float = 0.0
+    keypoints: np.ndarray | None = None  # at the last detection, relative to the box: (point - centre) / size
+    appearance: np.ndarray | None = None  # the caller's description of the face at the last detection
 
     def predict(self, time_s: float) -> np.ndarray:
         return _xyxy(self.state + self.velocity * (time_s - self.time_s))
+
+    def observe(self, score: float, keypoints: np.ndarray | None, appearance: np.ndarray | None) -> None:
+        """Keep what the last real detection said about the face (used for predicted frames)."""
+        self.score = score
+        self.keypoints = None if keypoints is None else (keypoints - self.state[:2]) / self.state[2:]
+        self.appearance = appearance
 
 
 class Tracker:
@@ -116,12 +125,36 @@ class Tracker:
             used.add(int(ti))
         return matches
 
-    def update(self, boxes: np.ndarray, time_s: float, scores: np.ndarray | None = None) -> None:
-        """Take the detections [K,4] (and their scores [K]) of the next sampled frame."""
+    @property
+    def uncertain(self) -> bool:
+        """Whether a track waits for confirmation or missed its last frame (both need real detections)."""
+        return any(t.face_id is None or t.misses > 0 for t in self.tracks)
+
+    def predicted(self, time_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list]:
+        """Boxes [K,4], scores [K], keypoints [K,4,2] (None if any track lacks them) and appearances of the
+        confirmed tracks seen in the last frame, moved to `time_s` (for frames that are not detected)."""
+        live = [t for t in self.tracks if t.face_id is not None and t.misses == 0]
+        boxes = np.array([t.predict(time_s) for t in live]).reshape(-1, 4)
+        scores = np.array([t.score for t in live], dtype=np.float64)
+        keypoints = None
+        if live and all(t.keypoints is not None for t in live):
+            c = np.array([_cxcywh(b) for b in boxes])
+            keypoints = np.stack([c[i, None, :2] + t.keypoints * c[i, None, 2:] for i, t in enumerate(live)])
+        return boxes, scores, keypoints, [t.appearance for t in live]
+
+    def update(self, boxes: np.ndarray, time_s: float, scores: np.ndarray | None = None,
+               keypoints: np.ndarray | None = None, appearance: list | None = None, predicted: bool = False) -> None:
+        """Take the detections [K,4] (and their scores [K]) of the next sampled frame.
+
+        keypoints [K,4,2] and appearance (one object per detection) are kept per track for `predicted`;
+        `predicted=True` marks boxes that came from `predicted` itself: they move the tracks but leave
+        what the last real detection said (score, keypoints, appearance) as it was.
+        """
         cfg = self.config
         self.position += 1
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         scores = np.ones(len(boxes)) if scores is None else np.asarray(scores, dtype=np.float64)
+        appearance = appearance if appearance is not None else [None] * len(boxes)
         self.frames.append((self.position, {}))
         matches = self._match(boxes, time_s)
         matched_tracks = set(matches.values())
@@ -134,9 +167,12 @@ class Tracker:
             survivors.append(track)
         for di, ti in matches.items():
             self._extend(self.tracks[ti], boxes[di], di, float(scores[di]), time_s)
+            if not predicted:
+                self.tracks[ti].observe(float(scores[di]), None if keypoints is None else keypoints[di], appearance[di])
         for di in range(len(boxes)):
             if di not in matches:
                 track = _Track(state=_cxcywh(boxes[di]), time_s=time_s)
+                track.observe(float(scores[di]), None if keypoints is None else keypoints[di], appearance[di])
                 survivors.append(track)
                 self._record(track, di, float(scores[di]))
         self.tracks = survivors

@@ -98,7 +98,8 @@ def _reason(exc: Exception, logs: list[str]) -> str:
 class Video:
     """A decord reader with container timestamps and batched, sampled frame access."""
 
-    def __init__(self, path: str | Path, width: int = -1, height: int = -1):
+    def __init__(self, path: str | Path, width: int = -1, height: int = -1, threads: int = 0):
+        """Open a video; `threads` is the decoder's thread count (0: ffmpeg's choice, one per core)."""
         self.path = str(path)
         p = Path(path)
         if not p.exists():
@@ -109,7 +110,9 @@ class Video:
             raise VideoError(f"{self.path}: empty file (0 bytes)")
         with _captured_stderr() as logs:
             try:
-                self._reader = decord.VideoReader(self.path, ctx=decord.cpu(0), width=width, height=height)
+                self._reader = decord.VideoReader(
+                    self.path, ctx=decord.cpu(0), width=width, height=height, num_threads=threads
+                )
                 n = len(self._reader)
                 stamps = self._reader.get_frame_timestamp(range(n)) if n else np.zeros((0, 2))
             except Exception as exc:  # decord raises DECORDError / RuntimeError with multi-line logs

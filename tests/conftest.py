@@ -3,6 +3,7 @@
 import os
 from pathlib import Path
 
+import cv2  # noqa: F401  before decord: decord's bundled libraries, loaded first, break cv2.imread of PNGs
 import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

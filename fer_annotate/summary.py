@@ -1,0 +1,104 @@
+"""Per-video, per-face summary of a table: time seen, expression shares, mean valence/arousal, AU base rates.
+
+Written into each output's sidecar (`summary`) and printed by `fer-annotate summary`, so that a folder of
+outputs can be compared at a glance. Time is counted from the container timestamps: each sampled frame
+lasts until the next sampled frame (the last one: the median step), so `--every`/`--fps` runs count
+the time they stand for.
+"""
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from fer_annotate.table import au_names, expression_names
+
+DIGITS = 4
+
+
+def _num(value: float) -> float | None:
+    """A JSON-friendly float: rounded; NaN -> None."""
+    value = float(value)
+    return None if math.isnan(value) else round(value, DIGITS)
+
+
+def frame_durations(df: pd.DataFrame) -> pd.Series:
+    """Seconds each sampled frame stands for, indexed by frame number."""
+    times = df.groupby("frame", sort=True)["time_s"].first()
+    if times.empty:
+        return times
+    step = np.diff(times.to_numpy())
+    last = float(np.median(step)) if len(step) else 0.0
+    return pd.Series(np.append(step, last), index=times.index)
+
+
+def summarize(df: pd.DataFrame) -> dict:
+    """The summary of one video's table (any extra columns are ignored)."""
+    columns = list(df.columns)
+    durations = frame_durations(df)
+    video = str(df["video"].iloc[0]) if "video" in df.columns and len(df) else ""
+    ok = df[df["status"] == "ok"] if len(df) else df
+    result = {
+        "video": video,
+        "frames_sampled": int(len(durations)),
+        "seconds_sampled": _num(durations.sum()),
+        "frames_with_face": int(ok["frame"].nunique()) if len(ok) else 0,
+        "faces": [],
+    }
+    if not len(ok) or "face_id" not in columns:
+        return result
+    exprs, aus = expression_names(columns), au_names(columns)
+    for face_id, rows in ok.groupby("face_id", sort=True, observed=True):
+        frames = rows["frame"].to_numpy(dtype=np.int64)
+        face: dict = {
+            "face_id": int(face_id),
+            "frames": int(len(rows)),
+            "seconds": _num(durations.reindex(frames).sum()),
+            "first_s": _num(rows["time_s"].min()),
+            "last_s": _num(rows["time_s"].max()),
+        }
+        if exprs and "expression" in columns:
+            counts = rows["expression"].astype(str).value_counts()
+            face["expression_share"] = {name: _num(counts.get(name, 0) / len(rows)) for name in exprs}
+            face["top_expression"] = max(exprs, key=lambda n: counts.get(n, 0))
+        for col in ("valence", "arousal"):
+            if col in columns:
+                face[f"{col}_mean"] = _num(rows[col].astype(float).mean())
+        if aus:
+            face["au_rate"] = {au: _num(rows[au].astype(float).mean()) for au in aus}
+        result["faces"].append(face)
+    return result
+
+
+def summary_lines(summaries: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """A header and one row per video and face (a video without faces gets one row), for a text table."""
+    exprs: list[str] = []
+    aus: list[str] = []
+    for s in summaries:
+        for face in s["faces"]:
+            exprs += [n for n in face.get("expression_share", {}) if n not in exprs]
+            aus += [a for a in face.get("au_rate", {}) if a not in aus]
+    has_va = any("valence_mean" in f for s in summaries for f in s["faces"])
+    header = ["video", "face", "seconds", "frames", "top", *[n[:4] for n in exprs]]
+    header += ["valence", "arousal"] if has_va else []
+    header += aus
+    rows: list[list[str]] = []
+    for s in summaries:
+        if not s["faces"]:
+            rows.append([s["video"], "-", "0", "0", "-", *[""] * (len(header) - 5)])
+        for face in s["faces"]:
+            share, rate = face.get("expression_share", {}), face.get("au_rate", {})
+            row = [s["video"], str(face["face_id"]), f"{face['seconds']:.1f}", str(face["frames"]),
+                   face.get("top_expression", "-")]
+            row += [_fmt(share.get(n)) for n in exprs]
+            row += [_fmt(face.get("valence_mean"), signed=True), _fmt(face.get("arousal_mean"), signed=True)] \
+                if has_va else []
+            row += [_fmt(rate.get(a)) for a in aus]
+            rows.append(row)
+    return header, rows
+
+
+def _fmt(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return ""
+    return f"{value:+.2f}" if signed else f"{value:.2f}"

@@ -1,0 +1,76 @@
+"""How many CPU threads each part of a run gets, so that the process never asks for more cores than it has.
+
+A run has two kinds of busy threads: the video decoder (decord/ffmpeg, on the prefetch thread) and
+torch's intra-op pool (detector and ensemble). Both default to "every core", and together they
+oversubscribe: on a loaded or small machine threads spin-wait for each other and a run's user CPU time
+triples for the same work. The plan here gives the decoder one thread and torch the rest of the budget
+(at least one), with torch's inter-op pool at one thread (the pipeline never runs ops in parallel).
+With several workers in one machine each worker gets an equal share of the cores.
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DECODE_THREADS = 1
+
+
+@dataclass(frozen=True)
+class ThreadPlan:
+    """Threads for one worker: torch intra-op threads and video decoder threads (budget = their sum)."""
+
+    torch: int
+    decode: int
+
+    @property
+    def budget(self) -> int:
+        return self.torch + self.decode
+
+
+def _cgroup_cpus() -> float | None:
+    """CPUs allowed by a cgroup v2 quota (containers, `docker --cpus`), or None when unlimited."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        return None
+    if quota == "max":
+        return None
+    return int(quota) / int(period)
+
+
+def available_cores() -> int:
+    """Cores this process may run on: its CPU affinity, capped by a cgroup CPU quota (at least 1)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    quota = _cgroup_cpus()
+    if quota is not None:
+        cores = min(cores, int(quota))
+    return max(1, cores)
+
+
+def plan_threads(threads: int | None = None, workers: int = 1, cores: int | None = None) -> ThreadPlan:
+    """Split a worker's thread budget between the decoder and torch.
+
+    `threads` is the budget of one worker (decoder included); None means an equal share of the
+    available cores between `workers`. The decoder takes one thread; torch takes the rest, at least one,
+    so with a budget of 1 the two share a core (decoding is a few percent of the work).
+    """
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    budget = threads if threads is not None else max(1, (cores or available_cores()) // workers)
+    return ThreadPlan(torch=max(1, budget - DECODE_THREADS), decode=DECODE_THREADS)
+
+
+def apply_torch_threads(plan: ThreadPlan) -> None:
+    """Set torch's intra-op threads to the plan and its inter-op pool to one thread (where still allowed)."""
+    import torch
+
+    torch.set_num_threads(plan.torch)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # the inter-op pool has already started in this process; its size is fixed
+        pass
