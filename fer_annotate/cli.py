@@ -6,13 +6,16 @@ from pathlib import Path
 import click
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from fer_annotate.cli_types import COUNT, DEVICE, FINITE, NON_NEGATIVE, POSITIVE, POSITIVE_INT, PROBABILITY
 from fer_annotate.cli_weights import weights
 from fer_annotate.detect import CONFIRM_SCORE, DETECTORS, DetectorConfig, DetectorError
-from fer_annotate.jobs import JobError, plan_jobs, run_jobs
+from fer_annotate.jobs import JobError, JobResult, output_format, plan_jobs, run_jobs
 from fer_annotate.output import FORMATS
 from fer_annotate.pipeline import AnnotateConfig, Annotator
+from fer_annotate.temporal import SmoothSpec
 from fer_annotate.track import TrackerConfig
 from fer_annotate.video import Sampling
 
@@ -42,9 +45,15 @@ def main() -> None:
 def _device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise click.UsageError("--device cuda: no CUDA device is available")
     return name
+
+
+def _smooth(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        SmoothSpec.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
 
 
 @main.command()
@@ -57,27 +66,30 @@ def _device(name: str) -> str:
 @click.option("--detector", type=click.Choice(DETECTORS), default="blazeface", show_default=True,
               help="blazeface: faces over ~1/10 of the frame (webcam, interviews); blazeface-back: smaller faces, "
                    "groups; sfd, retinaface: most accurate, weights downloaded on first use; dlib: HOG, CPU.")
-@click.option("--score-threshold", type=float, default=0.5, show_default=True, help="Minimum detector score.")
-@click.option("--min-face", type=float, default=20.0, show_default=True, help="Minimum face side in pixels.")
-@click.option("--start", type=float, default=None, help="Start time in seconds (container time).")
-@click.option("--end", type=float, default=None, help="End time in seconds (exclusive).")
-@click.option("--every", type=int, default=1, show_default=True, help="Annotate every Nth frame.")
-@click.option("--fps", type=float, default=None, help="Annotate at most this many frames per second.")
-@click.option("--smooth", default="gauss", show_default=True, metavar="none|gauss|gauss:SIGMA",
+@click.option("--score-threshold", type=PROBABILITY, default=0.5, show_default=True, help="Minimum detector score.")
+@click.option("--min-face", type=NON_NEGATIVE, default=20.0, show_default=True, help="Minimum face side in pixels.")
+@click.option("--start", type=FINITE, default=None, help="Start time in seconds (container time).")
+@click.option("--end", type=FINITE, default=None, help="End time in seconds (exclusive).")
+@click.option("--every", type=POSITIVE_INT, default=1, show_default=True, help="Annotate every Nth frame.")
+@click.option("--fps", type=POSITIVE, default=None, help="Annotate at most this many frames per second.")
+@click.option("--smooth", default="gauss", show_default=True, callback=_smooth, metavar="none|gauss|gauss:SIGMA",
               help="Per-face temporal filter (SIGMA in seconds), reset at track breaks.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+              help="csv, parquet or abaw. Default: the suffix of a file output (.csv, .parquet), else csv.")
 @click.option("--save-crops", type=click.Path(path_type=Path), default=None, help="Write aligned face crops here.")
 @click.option("--overwrite", is_flag=True, help="Redo videos whose complete output exists.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--batch-size", type=int, default=16, show_default=True, help="Frames decoded and detected at once.")
-@click.option("--min-hits", type=int, default=3, show_default=True, help="Detections before a face gets an id.")
-@click.option("--confirm-score", type=float, default=None,
+@click.option("--device", type=DEVICE, default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--batch-size", type=POSITIVE_INT, default=16, show_default=True,
+              help="Frames decoded and detected at once (fewer for very large frames).")
+@click.option("--min-hits", type=POSITIVE_INT, default=3, show_default=True,
+              help="Detections before a face gets an id.")
+@click.option("--confirm-score", type=PROBABILITY, default=None,
               help="Mean score of those detections a new face needs (default per detector).")
-@click.option("--max-misses", type=int, default=10, show_default=True,
+@click.option("--max-misses", type=COUNT, default=10, show_default=True,
               help="Sampled frames a face may go undetected and keep its id.")
 def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, detector: str, score_threshold: float,
              min_face: float, start: float | None, end: float | None, every: int, fps: float | None, smooth: str,
-             fmt: str, save_crops: Path | None, overwrite: bool, device: str, batch_size: int, min_hits: int,
+             fmt: str | None, save_crops: Path | None, overwrite: bool, device: str, batch_size: int, min_hits: int,
              confirm_score: float | None, max_misses: int) -> None:
     """Annotate videos (files or folders, searched recursively) into per-frame tables."""
     arguments = {"argv": sys.argv[1:], **click.get_current_context().params}
@@ -86,6 +98,10 @@ def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, detect
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     dev = _device(device)
+    try:
+        fmt = output_format(list(inputs), output, fmt)
+    except JobError as exc:
+        raise click.UsageError(str(exc)) from None
     config = AnnotateConfig(
         detector=DetectorConfig(name=detector, score_threshold=score_threshold, min_face=min_face, device=dev),
         tracker=TrackerConfig(
@@ -104,20 +120,20 @@ def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, detect
     except JobError as exc:
         raise click.UsageError(str(exc)) from None
     if not jobs:
-        console.print(f"[red]error:[/] no videos found in {', '.join(map(str, inputs))}")
+        console.print(f"[red]error:[/] no videos found in {escape(', '.join(map(str, inputs)))}", highlight=False)
         sys.exit(1)
     try:
         model = _model_stage(weights, smooth, dev)
         annotator = Annotator(config, model)
     except (DetectorError, ValueError) as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(1)
     report = _run_with_progress(annotator, jobs, overwrite, arguments)
     done, skipped, failed = len(report.done), len(report.skipped), len(report.failed)
     if len(jobs) > 1:
         console.print(f"{done} annotated, {skipped} skipped, {failed} failed")
         for _, message in report.failed:
-            console.print(f"  [red]failed:[/] {message}", highlight=False)
+            console.print(f"  [red]failed:[/] {escape(message)}", highlight=False)
     if failed:
         sys.exit(1)
 
@@ -140,9 +156,9 @@ def _model_stage(weights: str | None, smooth: str, device: str):
         stage = ModelStage(bundle, device, smooth, note)
     except BundleError as exc:
         raise ValueError(str(exc)) from None
-    console.print(f"model: {stage.summary()}", highlight=False)
+    console.print(f"model: {escape(stage.summary())}", highlight=False)
     if note:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     return stage
 
 
@@ -153,17 +169,18 @@ def _run_with_progress(annotator: Annotator, jobs, overwrite: bool, arguments: d
         frames = progress.add_task("frames", total=None)
 
         def on_start(job) -> None:
-            progress.reset(frames, total=None, description=f"{job.video.name}")
+            progress.reset(frames, total=None, description=escape(job.video.name))
 
         def on_frames(done: int, total: int) -> None:
             progress.update(frames, completed=done, total=total)
 
-        def on_end(job, message: str) -> None:
+        def on_end(result: JobResult) -> None:
             progress.advance(overall)
-            if message.startswith("failed: "):
-                progress.console.print(f"[red]error:[/] {message.removeprefix('failed: ')}", highlight=False)
+            if result.status == "failed":
+                progress.console.print(f"[red]error:[/] {escape(result.message)}", highlight=False)
             else:
-                progress.console.print(f"[green]{job.video}[/]: {message}", highlight=False)
+                progress.console.print(f"[green]{escape(str(result.job.video))}[/]: {escape(result.message)}",
+                                       highlight=False)
 
         return run_jobs(annotator, jobs, overwrite, on_start, on_frames, on_end, arguments)
 

@@ -24,21 +24,27 @@ from fer_annotate.align import face_transforms, warp_crops
 from fer_annotate.bundle import InputSpec
 from fer_annotate.detect import Detections, DetectorConfig, FaceDetector
 from fer_annotate.model import ModelStage, crop_template
-from fer_annotate.output import TableSchema, TableWriter, sidecar_path, write_sidecar
+from fer_annotate.output import TableSchema, TableWriter, sidecar_path, source_record, write_sidecar
 from fer_annotate.track import Tracker, TrackerConfig
 from fer_annotate.video import Sampling, Video, VideoError
 
 WRITE_EVERY = 256
+PREFETCH_BATCHES = 2
 
 
 @dataclass
 class AnnotateConfig:
-    """Everything that decides how a video is annotated (recorded in the sidecar)."""
+    """Everything that decides how a video is annotated (recorded in the sidecar).
+
+    `max_frame_bytes` bounds the decoded pixels in flight (the batch being processed, the decode-ahead
+    queue and the batch being decoded): large frames get smaller batches, so 4K costs no more than 640x360.
+    """
 
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     sampling: Sampling = field(default_factory=Sampling)
     batch_size: int = 16
+    max_frame_bytes: int = 256 << 20
     fmt: str = "csv"
     save_crops: Path | None = None
     device: str = "cpu"
@@ -71,26 +77,40 @@ class _Frame:
 
 
 def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
-    """Run an iterator on a background thread (decoding overlaps compute); re-raises its errors here."""
+    """Run an iterator on a background thread (decoding overlaps compute); re-raises its errors here.
+
+    When the consumer stops early (an error downstream), the thread is released and ends, so that it does
+    not keep its decoded frames and the video open."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     done = object()
+    stop = threading.Event()
 
     def work() -> None:
         try:
             for item in it:
                 q.put(item)
+                if stop.is_set():
+                    return
         except BaseException as exc:  # handed to the consumer
             q.put(exc)
         q.put(done)
 
     threading.Thread(target=work, daemon=True).start()
-    while True:
-        item = q.get()
-        if item is done:
-            return
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while True:
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                break
 
 
 def _versions() -> dict[str, str]:
@@ -132,6 +152,7 @@ class Annotator:
         """Annotate one video into `output` (+ sidecar); on any error nothing that looks complete is left."""
         started = time.time()
         video = Video(video_path)
+        source = source_record(Path(video_path))
         indices = video.select(self.config.sampling)
         if len(indices) == 0:
             raise VideoError(
@@ -160,13 +181,21 @@ class Annotator:
             seconds=seconds,
             stage_seconds=stats["stages"],
         )
-        write_sidecar(output, self._metadata(video, summary, arguments))
+        write_sidecar(output, self._metadata(video, source, summary, arguments))
         return summary
 
-    def _metadata(self, video: Video, summary: RunSummary, arguments: dict | None) -> dict:
+    def batch_frames(self, info_width: int, info_height: int) -> int:
+        """Frames per batch: --batch-size, fewer when frames are so large that the frames in flight
+        (PREFETCH_BATCHES queued, one decoding, one in process) would exceed max_frame_bytes."""
+        frame_bytes = max(1, info_width * info_height * 3)
+        fit = self.config.max_frame_bytes // ((PREFETCH_BATCHES + 2) * frame_bytes)
+        return max(1, min(self.config.batch_size, fit))
+
+    def _metadata(self, video: Video, source: dict, summary: RunSummary, arguments: dict | None) -> dict:
         cfg = self.config
         return {
             "complete": True,
+            "source": source,
             "tool": "fer-annotate",
             "versions": _versions(),
             "arguments": arguments or {},
@@ -202,7 +231,8 @@ class Annotator:
         emitter = _Emitter(Path(video.path).stem, self.model, writer, stages)
         done = 0
         tic = time.perf_counter()
-        for batch in _prefetch(video.batches(indices, cfg.batch_size)):
+        batch_size = self.batch_frames(video.info.width, video.info.height)
+        for batch in _prefetch(video.batches(indices, batch_size), PREFETCH_BATCHES):
             stages["decode"] += time.perf_counter() - tic
             tic = time.perf_counter()
             frames = torch.from_numpy(batch.frames)
