@@ -57,7 +57,7 @@ def _smooth(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 
 @main.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="Output file for one video; a folder for several (mirrors relative paths).")
 @click.option("--weights", default=None, metavar="NAME|PATH",

@@ -96,13 +96,13 @@ def plan_jobs(inputs: list[Path], output: Path, fmt: str) -> list[Job]:
                 jobs.append(Job(video, output / rel.parent / output_name(video, fmt)))
         else:
             jobs.append(Job(item, output / output_name(item, fmt)))
-    seen: dict[Path, Path] = {}
-    for job in jobs:
-        other = seen.setdefault(job.output, job.video)
-        if other != job.video:
-            raise JobError(f"{other} and {job.video} would both write {job.output}; "
+    by_output: dict[Path, Job] = {}
+    for job in jobs:  # the same video given twice (by itself and inside a folder) is one job
+        other = by_output.setdefault(job.output, job)
+        if other.video.resolve() != job.video.resolve():
+            raise JobError(f"{other.video} and {job.video} would both write {job.output}; "
                            "give their common folder instead, or run them separately")
-    return jobs
+    return list(by_output.values())
 
 
 def _one_line(video: Path, exc: Exception) -> str:

@@ -113,6 +113,13 @@ def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
                 break
 
 
+def frames_per_batch(batch_size: int, max_frame_bytes: int, width: int, height: int) -> int:
+    """Frames per batch: `batch_size`, fewer when frames are so large that the frames in flight
+    (PREFETCH_BATCHES queued, one batch decoding, one in process) would exceed `max_frame_bytes`."""
+    fit = max_frame_bytes // ((PREFETCH_BATCHES + 2) * max(1, width * height * 3))
+    return max(1, min(batch_size, fit))
+
+
 def _versions() -> dict[str, str]:
     import decord
     import face_alignment
@@ -184,13 +191,6 @@ class Annotator:
         write_sidecar(output, self._metadata(video, source, summary, arguments))
         return summary
 
-    def batch_frames(self, info_width: int, info_height: int) -> int:
-        """Frames per batch: --batch-size, fewer when frames are so large that the frames in flight
-        (PREFETCH_BATCHES queued, one decoding, one in process) would exceed max_frame_bytes."""
-        frame_bytes = max(1, info_width * info_height * 3)
-        fit = self.config.max_frame_bytes // ((PREFETCH_BATCHES + 2) * frame_bytes)
-        return max(1, min(self.config.batch_size, fit))
-
     def _metadata(self, video: Video, source: dict, summary: RunSummary, arguments: dict | None) -> dict:
         cfg = self.config
         return {
@@ -231,7 +231,7 @@ class Annotator:
         emitter = _Emitter(Path(video.path).stem, self.model, writer, stages)
         done = 0
         tic = time.perf_counter()
-        batch_size = self.batch_frames(video.info.width, video.info.height)
+        batch_size = frames_per_batch(cfg.batch_size, cfg.max_frame_bytes, video.info.width, video.info.height)
         for batch in _prefetch(video.batches(indices, batch_size), PREFETCH_BATCHES):
             stages["decode"] += time.perf_counter() - tic
             tic = time.perf_counter()

@@ -132,7 +132,7 @@ class Video:
                 self._reader = decord.VideoReader(self.path, ctx=decord.cpu(0))
                 n = len(self._reader)
                 stamps = self._reader.get_frame_timestamp(range(n)) if n else np.zeros((0, 2))
-                first = self._reader[0].shape if n else (0, 0, 3)
+                first = self._reader.get_batch([0]).asnumpy().shape[1:] if n else (0, 0, 3)
                 avg_fps = float(self._reader.get_avg_fps())
                 self._reader.seek(0)
             except Exception as exc:  # decord raises DECORDError / RuntimeError with multi-line logs
