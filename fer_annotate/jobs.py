@@ -49,9 +49,11 @@ def output_format(inputs: list[Path], output: Path, fmt: str | None) -> str:
 
     A file output whose suffix contradicts --format, or with a suffix that names no format, is an error.
     """
+    implied = FILE_SUFFIXES.get(output.suffix.lower())
+    if fmt == "abaw" and implied is not None and not output.is_dir():
+        raise JobError(f"-o {output} is a {implied} file name but --format abaw writes a folder")
     if not _file_output(inputs, output, fmt):
         return fmt or "csv"
-    implied = FILE_SUFFIXES.get(output.suffix.lower())
     if implied is None:
         known = " or ".join(FILE_SUFFIXES)
         raise JobError(f"-o {output}: a file output must end in {known} (the suffix decides the format), "

@@ -67,6 +67,7 @@ def test_the_suffix_of_a_file_output_decides_the_format(tmp_path, out, fmt, expe
     ("x.parquet", "csv", "is a parquet file name but --format is csv"),
     ("y.csv", "parquet", "is a csv file name but --format is parquet"),
     ("y.txt", None, "must end in .csv or .parquet"),
+    ("z.csv", "abaw", "--format abaw writes a folder"),
 ])
 def test_a_contradicting_suffix_is_an_error(tmp_path, out, fmt, message):
     video = touch(tmp_path / "a.mp4")
