@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from fer_annotate.cli_types import COUNT, DEVICE, FINITE, NON_NEGATIVE, POSITIVE, POSITIVE_INT, PROBABILITY
 from fer_annotate.cli_weights import weights
 from fer_annotate.detect import CONFIRM_SCORE, DETECTORS, DetectorConfig, DetectorError
+from fer_annotate.geometry import GeometryConfig, GeometryError
 from fer_annotate.jobs import JobError, JobResult, output_format, plan_jobs, run_jobs
 from fer_annotate.output import FORMATS
 from fer_annotate.pipeline import AnnotateConfig, Annotator
@@ -87,10 +88,17 @@ def _smooth(ctx: click.Context, param: click.Parameter, value: str) -> str:
               help="Mean score of those detections a new face needs (default per detector).")
 @click.option("--max-misses", type=COUNT, default=10, show_default=True,
               help="Sampled frames a face may go undetected and keep its id.")
+@click.option("--geometry", type=click.Choice(["none", "mediapipe"]), default="none", show_default=True,
+              help="mediapipe: head pose (pose_*) and 52 blendshape scores (bs_*) per face from MediaPipe's face "
+                   "landmarker (extra [geometry]).")
+@click.option("--geometry-model", type=click.Path(path_type=Path), default=None,
+              help="The face_landmarker.task file (default: the cache copy, downloaded on first use).")
+@click.option("--landmarks", is_flag=True, help="With --geometry: also the 478 landmarks (lmI_x/y/z; Parquet only).")
 def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, detector: str, score_threshold: float,
              min_face: float, start: float | None, end: float | None, every: int, fps: float | None, smooth: str,
              fmt: str | None, save_crops: Path | None, overwrite: bool, device: str, batch_size: int, min_hits: int,
-             confirm_score: float | None, max_misses: int) -> None:
+             confirm_score: float | None, max_misses: int, geometry: str, geometry_model: Path | None,
+             landmarks: bool) -> None:
     """Annotate videos (files or folders, searched recursively) into per-frame tables."""
     arguments = {"argv": sys.argv[1:], **click.get_current_context().params}
     try:
@@ -102,6 +110,10 @@ def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, detect
         fmt = output_format(list(inputs), output, fmt)
     except JobError as exc:
         raise click.UsageError(str(exc)) from None
+    if landmarks and (geometry == "none" or fmt != "parquet"):
+        raise click.UsageError("--landmarks needs --geometry mediapipe and --format parquet (1,434 columns)")
+    if geometry != "none" and fmt == "abaw":
+        raise click.UsageError("--geometry: ABAW files have no place for pose or blendshapes; use csv or parquet")
     config = AnnotateConfig(
         detector=DetectorConfig(name=detector, score_threshold=score_threshold, min_face=min_face, device=dev),
         tracker=TrackerConfig(
@@ -114,6 +126,7 @@ def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, detect
         fmt=fmt,
         save_crops=save_crops,
         device=dev,
+        geometry=GeometryConfig(model=geometry_model, landmarks=landmarks) if geometry == "mediapipe" else None,
     )
     try:
         jobs = plan_jobs(list(inputs), output, fmt)
@@ -125,7 +138,7 @@ def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, detect
     try:
         model = _model_stage(weights, smooth, dev)
         annotator = Annotator(config, model)
-    except (DetectorError, ValueError) as exc:
+    except (DetectorError, GeometryError, ValueError) as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(1)
     report = _run_with_progress(annotator, jobs, overwrite, arguments)

@@ -28,6 +28,7 @@ class TableSchema:
     au_names: list[str] = field(default_factory=list)
     expr_names: list[str] = field(default_factory=list)
     has_va: bool = False
+    extra: list[str] = field(default_factory=list)  # float columns of optional stages (geometry), last
 
     @property
     def columns(self) -> list[str]:
@@ -42,7 +43,7 @@ class TableSchema:
             cols.append("expr_std")
         if self.has_va:
             cols += ["valence", "arousal", "valence_std", "arousal_std"]
-        return cols
+        return cols + list(self.extra)
 
     @property
     def integer_columns(self) -> list[str]:
@@ -119,7 +120,8 @@ class TableWriter:
         if not rows:
             return
         df = pd.DataFrame.from_records(rows, columns=self.schema.columns)
-        df = df.astype(dict.fromkeys(self.schema.integer_columns, "Int64"))
+        types = {**dict.fromkeys(self.schema.integer_columns, "Int64"), **dict.fromkeys(self.schema.extra, "float64")}
+        df = df.astype(types)
         self.rows += len(df)
         if self.fmt == "csv":
             df.to_csv(self._temp, mode="a", header=False, index=False, float_format="%.6g")

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ from fer_annotate import __version__
 from fer_annotate.align import face_transforms, warp_crops
 from fer_annotate.bundle import InputSpec
 from fer_annotate.detect import Detections, DetectorConfig, FaceDetector
+from fer_annotate.geometry import GeometryConfig, GeometryStage
 from fer_annotate.model import ModelStage, crop_template
 from fer_annotate.output import TableSchema, TableWriter, sidecar_path, source_record, write_sidecar
 from fer_annotate.track import Tracker, TrackerConfig
@@ -49,6 +50,7 @@ class AnnotateConfig:
     fmt: str = "csv"
     save_crops: Path | None = None
     device: str = "cpu"
+    geometry: GeometryConfig | None = None  # None: no geometry stage
 
 
 @dataclass
@@ -75,6 +77,7 @@ class _Frame:
     dets: Detections
     results: list[dict]
     crops: torch.Tensor | None
+    geometry: list[dict] = field(default_factory=list)  # per detection: pose/blendshape/landmark cells
 
 
 def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
@@ -166,9 +169,11 @@ class Annotator:
         self.model = model
         # Without a model (--weights none) crops for --save-crops use the default 112 px input spec.
         self.template = model.template if model is not None else crop_template(InputSpec(size=112))
+        self.geometry = GeometryStage(config.geometry) if config.geometry is not None else None
 
     def schema(self) -> TableSchema:
-        return self.model.schema() if self.model is not None else TableSchema()
+        schema = self.model.schema() if self.model is not None else TableSchema()
+        return replace(schema, extra=self.geometry.columns()) if self.geometry is not None else schema
 
     def run(
         self,
@@ -224,6 +229,7 @@ class Annotator:
             "detector": cfg.detector.name,
             "device": cfg.device,
             "model": self.model.describe() if self.model is not None else None,
+            "geometry": self.geometry.describe() if self.geometry is not None else None,
             "columns": self.schema().columns,
             "video": asdict(video.info),
             "frames": {
@@ -248,6 +254,8 @@ class Annotator:
         cfg = self.config
         tracker = Tracker(cfg.tracker)
         stages = dict.fromkeys(("decode", "detect", "align", "model", "track", "write"), 0.0)
+        if self.geometry is not None:
+            stages["geometry"] = 0.0
         pending: dict[int, _Frame] = {}
         emitter = _Emitter(Path(video.path).stem, self.model, writer, stages)
         done = 0
@@ -263,9 +271,14 @@ class Annotator:
             stages["detect"] += time.perf_counter() - tic
             results, crops = self._faces(frames, found, stages)
             tic = time.perf_counter()
+            geometry = self.geometry(batch.frames, found) if self.geometry is not None else [[] for _ in found]
+            if self.geometry is not None:
+                stages["geometry"] += time.perf_counter() - tic
+            tic = time.perf_counter()
             for j, dets in enumerate(found):
                 pos = tracker.position + 1
-                pending[pos] = _Frame(int(batch.indices[j]), float(batch.times[j]), dets, results[j], crops[j])
+                pending[pos] = _Frame(int(batch.indices[j]), float(batch.times[j]), dets, results[j], crops[j],
+                                      geometry[j])
                 tracker.update(dets.boxes, float(batch.times[j]), dets.scores)
                 for fpos, ids in tracker.finalize():
                     emitter.emit(pending.pop(fpos), ids, self._save_crop)
@@ -352,6 +365,7 @@ class _Emitter:
                 "y1": round(float(box[1]), 1),
                 "x2": round(float(box[2]), 1),
                 "y2": round(float(box[3]), 1),
+                **(frame.geometry[det] if frame.geometry else {}),
             }
             if frame.crops is not None and save_crop is not None:
                 save_crop(self.video, frame, det, face_id)
