@@ -106,14 +106,14 @@ def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, detect
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     dev = _device(device)
+    if geometry != "none" and fmt == "abaw":
+        raise click.UsageError("--geometry: ABAW files have no place for pose or blendshapes; use csv or parquet")
     try:
         fmt = output_format(list(inputs), output, fmt)
     except JobError as exc:
         raise click.UsageError(str(exc)) from None
     if landmarks and (geometry == "none" or fmt != "parquet"):
         raise click.UsageError("--landmarks needs --geometry mediapipe and --format parquet (1,434 columns)")
-    if geometry != "none" and fmt == "abaw":
-        raise click.UsageError("--geometry: ABAW files have no place for pose or blendshapes; use csv or parquet")
     config = AnnotateConfig(
         detector=DetectorConfig(name=detector, score_threshold=score_threshold, min_face=min_face, device=dev),
         tracker=TrackerConfig(
