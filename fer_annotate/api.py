@@ -219,7 +219,7 @@ class Annotator:
         return self._one(Path(video), Path(output), overwrite, render)
 
     def _one(self, video: Path, output: Path, overwrite: bool, render: str | Path | None) -> "pd.DataFrame":
-        if overwrite or not is_complete(output):
+        if overwrite or not is_complete(output, video):
             self.engine.run(video, output, arguments={"api": "annotate", "video": str(video)})
         if render is not None:
             from fer_annotate.render import render_overlay

@@ -10,6 +10,8 @@ import json
 import os
 import shutil
 import tempfile
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -121,9 +123,36 @@ def _dataclass_from(cls: type, data: object, where: Path, what: str):
     unknown = sorted(set(data) - names)
     _check(not unknown, where, f"unknown field(s) {unknown} in '{what}'")
     try:
-        return cls(**data)
+        value = cls(**data)
     except TypeError as exc:
         raise BundleError(f"{where}: bad '{what}': {exc}") from None
+    hints = typing.get_type_hints(cls)
+    for name in data:
+        _check(_has_type(data[name], hints[name]), where,
+               f"'{what}.{name}' is {json.dumps(data[name])}, expected {_type_name(hints[name])}")
+    return value
+
+
+def _has_type(value: object, hint: object) -> bool:
+    """Whether a JSON value fits a field's annotation (int, float, str, bool, list[...], dict[...], X | None)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_has_type(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is list:
+        return isinstance(value, list) and (not args or all(_has_type(v, args[0]) for v in value))
+    if origin is dict:
+        return isinstance(value, dict) and (not args or all(_has_type(v, args[1]) for v in value.values()))
+    return isinstance(value, origin or hint) if isinstance(origin or hint, type) else True
+
+
+def _type_name(hint: object) -> str:
+    return getattr(hint, "__name__", None) if not typing.get_args(hint) else str(hint).replace("typing.", "")
 
 
 def _validate(b: Bundle, where: Path) -> None:

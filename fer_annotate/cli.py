@@ -10,11 +10,23 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from fer_annotate.api import BatchCallbacks, build_config, run_batch, worker_spec
+from fer_annotate.cli_types import (
+    COUNT,
+    DEVICE_ANYWHERE,
+    FINITE,
+    NON_NEGATIVE,
+    POSITIVE,
+    POSITIVE_INT,
+    PROBABILITY,
+    check_cuda,
+    smooth_spec,
+    workers_count,
+)
 from fer_annotate.cli_view import plot, render, summary
 from fer_annotate.cli_weights import weights
 from fer_annotate.detect import DETECTORS, DetectorError
 from fer_annotate.geometry import GeometryError
-from fer_annotate.jobs import Job, JobError, JobReport, plan_jobs
+from fer_annotate.jobs import Job, JobError, JobReport, output_format, plan_jobs
 from fer_annotate.output import FORMATS
 from fer_annotate.sparse import DETECT_EVERY
 from fer_annotate.workers import WorkerError
@@ -46,7 +58,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="Output file for one video; a folder for several (mirrors relative paths).")
 @click.option("--weights", default=None, metavar="NAME|PATH",
@@ -55,30 +67,33 @@ def main() -> None:
 @click.option("--detector", type=click.Choice(DETECTORS), default="blazeface", show_default=True,
               help="blazeface: faces over ~1/10 of the frame (webcam, interviews); blazeface-back: smaller faces, "
                    "groups; sfd, retinaface: most accurate, weights downloaded on first use; dlib: HOG, CPU.")
-@click.option("--score-threshold", type=float, default=0.5, show_default=True, help="Minimum detector score.")
-@click.option("--min-face", type=float, default=20.0, show_default=True, help="Minimum face side in pixels.")
-@click.option("--start", type=float, default=None, help="Start time in seconds (container time).")
-@click.option("--end", type=float, default=None, help="End time in seconds (exclusive).")
-@click.option("--every", type=int, default=1, show_default=True, help="Annotate every Nth frame.")
-@click.option("--fps", type=float, default=None, help="Annotate at most this many frames per second.")
-@click.option("--smooth", default="gauss", show_default=True, metavar="none|gauss|gauss:SIGMA",
+@click.option("--score-threshold", type=PROBABILITY, default=0.5, show_default=True, help="Minimum detector score.")
+@click.option("--min-face", type=NON_NEGATIVE, default=20.0, show_default=True, help="Minimum face side in pixels.")
+@click.option("--start", type=FINITE, default=None, help="Start time in seconds (container time).")
+@click.option("--end", type=FINITE, default=None, help="End time in seconds (exclusive).")
+@click.option("--every", type=POSITIVE_INT, default=1, show_default=True, help="Annotate every Nth frame.")
+@click.option("--fps", type=POSITIVE, default=None, help="Annotate at most this many frames per second.")
+@click.option("--smooth", default="gauss", show_default=True, callback=smooth_spec, metavar="none|gauss|gauss:SIGMA",
               help="Per-face temporal filter (SIGMA in seconds), reset at track breaks.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+              help="csv, parquet or abaw. Default: the suffix of a file output (.csv, .parquet), else csv.")
 @click.option("--save-crops", type=click.Path(path_type=Path), default=None, help="Write aligned face crops here.")
 @click.option("--overwrite", is_flag=True, help="Redo videos whose complete output exists.")
 @click.option("--render", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
               help="Also write an overlay video per output into DIR (see: fer-annotate render --help).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--batch-size", type=int, default=16, show_default=True, help="Frames decoded and detected at once.")
-@click.option("--min-hits", type=int, default=3, show_default=True, help="Detections before a face gets an id.")
-@click.option("--confirm-score", type=float, default=None,
+@click.option("--device", type=DEVICE_ANYWHERE, default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--batch-size", type=POSITIVE_INT, default=16, show_default=True,
+              help="Frames decoded and detected at once (fewer for very large frames).")
+@click.option("--min-hits", type=POSITIVE_INT, default=3, show_default=True,
+              help="Detections before a face gets an id.")
+@click.option("--confirm-score", type=PROBABILITY, default=None,
               help="Mean score of those detections a new face needs (default per detector).")
-@click.option("--max-misses", type=int, default=10, show_default=True,
+@click.option("--max-misses", type=COUNT, default=10, show_default=True,
               help="Sampled frames a face may go undetected and keep its id.")
-@click.option("--detect-every", type=click.IntRange(min=1), default=DETECT_EVERY, show_default=True,
+@click.option("--detect-every", type=POSITIVE_INT, default=DETECT_EVERY, show_default=True,
               help="Run the face detector on every Kth sampled frame; in between, faces follow the tracker's "
                    "predicted boxes (detected at once on a scene cut or when a face leaves its box).")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
+@click.option("--threads", type=POSITIVE_INT, default=None,
               help="CPU threads for the run (of each worker with --workers), video decoder included (default: the "
                    "cores this process may use, shared equally between workers; one goes to decoding, the rest "
                    "to torch).")
@@ -88,7 +103,7 @@ def main() -> None:
 @click.option("--geometry-model", type=click.Path(path_type=Path), default=None,
               help="The face_landmarker.task file (default: the cache copy, downloaded on first use).")
 @click.option("--landmarks", is_flag=True, help="With --geometry: also the 478 landmarks (lmI_x/y/z; Parquet only).")
-@click.option("--workers", default=None, metavar="N|auto",
+@click.option("--workers", default=None, callback=workers_count, metavar="N|auto",
               help="Videos annotated at once, each worker with its own models (default: 1 on CPU, one per GPU "
                    "with --device cuda; auto: from cores, GPUs and memory; with --ray: Ray actors).")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="auto", default=None, metavar="[ADDRESS]",
@@ -99,10 +114,14 @@ def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, smooth
              **options: object) -> None:
     """Annotate videos (files or folders, searched recursively) into per-frame tables."""
     arguments = {"argv": sys.argv[1:], **click.get_current_context().params}
+    if ray_address is None:  # with Ray the workers' GPUs count, so `auto`/`cuda` are resolved there
+        check_cuda(str(options["device"]))
+    if options["geometry"] != "none" and options["fmt"] == "abaw":
+        raise click.UsageError("--geometry: ABAW files have no place for pose or blendshapes; use csv or parquet")
     try:
-        # with Ray the workers' GPUs count, so `auto`/`cuda` are resolved there
+        options["fmt"] = output_format(list(inputs), output, options["fmt"])
         config = build_config(check_device=ray_address is None, **options)
-    except ValueError as exc:
+    except (JobError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
     if render is not None and config.fmt == "abaw":
         raise click.UsageError("--render needs a table output (--format csv or parquet), not abaw")
@@ -111,7 +130,7 @@ def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, smooth
     except JobError as exc:
         raise click.UsageError(str(exc)) from None
     if not jobs:
-        console.print(f"[red]error:[/] no videos found in {escape(', '.join(map(str, inputs)))}")
+        console.print(f"[red]error:[/] no videos found in {escape(', '.join(map(str, inputs)))}", highlight=False)
         sys.exit(1)
     try:
         spec = worker_spec(config, weights, smooth, threads)

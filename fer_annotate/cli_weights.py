@@ -33,6 +33,7 @@ def weights() -> None:
 def list_cmd() -> None:
     """Known bundles (shipped, downloadable) and bundles in the cache, with their state."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table()
@@ -41,7 +42,7 @@ def list_cmd() -> None:
     table.add_column("path", overflow="fold")
     table.add_column("description")
     for row in W.list_weights():
-        table.add_row(row.name, row.kind, row.status, str(row.path), row.description)
+        table.add_row(*(escape(str(cell)) for cell in (row.name, row.kind, row.status, row.path, row.description)))
     Console().print(table)
 
 

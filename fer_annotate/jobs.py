@@ -4,6 +4,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fer_annotate.lock import Locked, OutputLock
 from fer_annotate.output import is_complete, output_suffix
 from fer_annotate.pipeline import Annotator, RunSummary
 from fer_annotate.video import VideoError, find_videos
@@ -18,68 +19,8 @@ class Job:
 
 
 @dataclass
-class JobReport:
-    """How a batch of videos went."""
-
-    done: list[RunSummary] = field(default_factory=list)
-    skipped: list[Job] = field(default_factory=list)
-    failed: list[tuple[Job, str]] = field(default_factory=list)
-
-    def add(self, outcome: "JobOutcome") -> None:
-        """Record one job's outcome."""
-        if outcome.status == "done":
-            self.done.append(outcome.summary)
-        elif outcome.status == "skipped":
-            self.skipped.append(outcome.job)
-        else:
-            self.failed.append((outcome.job, outcome.message))
-
-
-class JobError(Exception):
-    """Inputs and output that do not fit together (e.g. several videos but -o names a file)."""
-
-
-def plan_jobs(inputs: list[Path], output: Path, fmt: str) -> list[Job]:
-    """Map input files and folders (searched recursively) to outputs.
-
-    One video file and an output with a suffix (or ABAW format): the output is that file (folder for ABAW).
-    Otherwise the output is a folder: a folder input's videos mirror their paths relative to it; a file
-    input lands at the top. A missing input is kept, so that it is reported as a failed video.
-    """
-    suffix = output_suffix(fmt)
-    single = len(inputs) == 1 and not inputs[0].is_dir()
-    if single and (output.suffix or fmt == "abaw") and not output.is_dir():
-        return [Job(inputs[0], output)]
-    if output.exists() and not output.is_dir():
-        raise JobError(f"{output}: exists and is a file, but several videos need an output folder")
-    jobs: list[Job] = []
-    for item in inputs:
-        if item.is_dir():
-            for video in find_videos(item):
-                rel = video.relative_to(item)
-                jobs.append(Job(video, output / rel.parent / (rel.stem + suffix)))
-        else:
-            jobs.append(Job(item, output / (item.stem + suffix)))
-    seen: dict[Path, Path] = {}
-    for i, job in enumerate(jobs):
-        if job.output in seen:
-            renamed = job.output.with_name(job.video.name + suffix)
-            if renamed in seen:
-                raise JobError(f"{job.video} and {seen[job.output]} would write the same output {job.output}")
-            jobs[i] = Job(job.video, renamed)
-        seen[jobs[i].output] = job.video
-    return jobs
-
-
-def _one_line(video: Path, exc: Exception) -> str:
-    """A failure other than a bad video (out of memory, a file system error), as one line."""
-    text = str(exc).strip()
-    return f"{video}: {type(exc).__name__}: {text.splitlines()[0] if text else 'no message'}"
-
-
-@dataclass
-class JobOutcome:
-    """What became of one job: "done" (with its summary), "skipped" or "failed"; `message` is one line."""
+class JobResult:
+    """How one job went: `done` (with its summary), `skipped` or `failed`, and a one-line message."""
 
     job: Job
     status: str
@@ -88,31 +29,131 @@ class JobOutcome:
 
     @property
     def line(self) -> str:
-        """The console line of this outcome (failures start with "failed: ")."""
+        """The console line of this result (failures start with "failed: ")."""
         return f"failed: {self.message}" if self.status == "failed" else self.message
+
+
+@dataclass
+class JobReport:
+    """How a batch of videos went."""
+
+    done: list[RunSummary] = field(default_factory=list)
+    skipped: list[Job] = field(default_factory=list)
+    failed: list[tuple[Job, str]] = field(default_factory=list)
+
+    def add(self, result: JobResult) -> None:
+        """Record one job's result."""
+        if result.status == "done":
+            self.done.append(result.summary)
+        elif result.status == "skipped":
+            self.skipped.append(result.job)
+        else:
+            self.failed.append((result.job, result.message))
+
+
+class JobError(Exception):
+    """Inputs and output that do not fit together (e.g. several videos but -o names a file)."""
+
+
+FILE_SUFFIXES = {".csv": "csv", ".parquet": "parquet"}
+
+
+def output_format(inputs: list[Path], output: Path, fmt: str | None) -> str:
+    """The table format: --format if given, else the suffix of a file output (.csv, .parquet), else CSV.
+
+    A file output whose suffix contradicts --format, or with a suffix that names no format, is an error.
+    """
+    implied = FILE_SUFFIXES.get(output.suffix.lower())
+    if fmt == "abaw" and implied is not None and not output.is_dir():
+        raise JobError(f"-o {output} is a {implied} file name but --format abaw writes a folder")
+    if not _file_output(inputs, output, fmt):
+        return fmt or "csv"
+    if implied is None:
+        known = " or ".join(FILE_SUFFIXES)
+        raise JobError(f"-o {output}: a file output must end in {known} (the suffix decides the format), "
+                       "or name a folder")
+    if fmt is not None and fmt != implied:
+        raise JobError(f"-o {output} is a {implied} file name but --format is {fmt}")
+    return implied
+
+
+def _file_output(inputs: list[Path], output: Path, fmt: str | None) -> bool:
+    """Whether -o names one output file (one video file in, and -o has a suffix and is not a folder)."""
+    single = len(inputs) == 1 and not inputs[0].is_dir()
+    return single and fmt != "abaw" and bool(output.suffix) and not output.is_dir()
+
+
+def output_name(video: Path, fmt: str) -> str:
+    """A video's output name in an output folder: its whole file name plus the format's suffix
+    (`clip.mp4` -> `clip.mp4.csv`), so that `clip.mp4` and `clip.avi` never share an output."""
+    return video.name + output_suffix(fmt)
+
+
+def plan_jobs(inputs: list[Path], output: Path, fmt: str) -> list[Job]:
+    """Map input files and folders (searched recursively) to outputs; each output depends on its input alone.
+
+    One video file and -o with a suffix: that file. One video and `--format abaw`: -o is its ABAW folder.
+    Otherwise -o is a folder: a video found in a folder input goes to OUT/<path relative to that folder>
+    (`output_name`), a video file given by itself to OUT/<output_name>. Two inputs that would still share
+    an output (same-named files from different folders) are an error, never renamed by order. A missing
+    input is kept, so that it is reported as a failed video.
+    """
+    if _file_output(inputs, output, fmt) or (fmt == "abaw" and len(inputs) == 1 and not inputs[0].is_dir()):
+        return [Job(inputs[0], output)]
+    if output.suffix.lower() in FILE_SUFFIXES and not output.is_dir():
+        raise JobError(f"-o {output}: several videos need an output folder, not a {output.suffix} file name")
+    if output.exists() and not output.is_dir():
+        raise JobError(f"{output}: exists and is a file, but several videos need an output folder")
+    jobs: list[Job] = []
+    for item in inputs:
+        if item.is_dir():
+            for video in find_videos(item):
+                rel = video.relative_to(item)
+                jobs.append(Job(video, output / rel.parent / output_name(video, fmt)))
+        else:
+            jobs.append(Job(item, output / output_name(item, fmt)))
+    by_output: dict[Path, Job] = {}
+    for job in jobs:  # the same video given twice (by itself and inside a folder) is one job
+        other = by_output.setdefault(job.output, job)
+        if other.video.resolve() != job.video.resolve():
+            raise JobError(f"{other.video} and {job.video} would both write {job.output}; "
+                           "give their common folder instead, or run them separately")
+    return list(by_output.values())
+
+
+def _one_line(video: Path, exc: Exception) -> str:
+    """A failure other than a bad video (out of memory, a file system error), as one line."""
+    text = str(exc).strip()
+    return f"{video}: {type(exc).__name__}: {text.splitlines()[0] if text else 'no message'}"
+
+
+SKIP_COMPLETE = "skipped (complete output of this video exists; --overwrite to redo)"
 
 
 def run_job(
     annotator: Annotator,
     job: Job,
     overwrite: bool = False,
-    on_start: Callable[[Job], None] | None = None,
     on_frames: Callable[[int, int], None] | None = None,
     arguments: dict | None = None,
-) -> JobOutcome:
-    """Annotate one job unless its complete output exists; any failure becomes a one-line outcome."""
-    if not overwrite and is_complete(job.output):
-        return JobOutcome(job, "skipped", "skipped (complete output exists; --overwrite to redo)")
-    if on_start is not None:
-        on_start(job)
+) -> JobResult:
+    """Annotate one video unless its complete output exists or another run holds its lock; never raises
+    for a bad video (the unit of work of a folder run, also callable from a worker process)."""
+    if not overwrite and is_complete(job.output, job.video):
+        return JobResult(job, "skipped", SKIP_COMPLETE)
     try:
-        summary = annotator.run(job.video, job.output, on_frames=on_frames, arguments=arguments)
+        with OutputLock(job.output):
+            if not overwrite and is_complete(job.output, job.video):  # another run finished it meanwhile
+                return JobResult(job, "skipped", SKIP_COMPLETE)
+            summary = annotator.run(job.video, job.output, on_frames=on_frames, arguments=arguments)
+    except Locked as exc:
+        return JobResult(job, "skipped", f"skipped ({exc})")
     except Exception as exc:  # one video's failure, whatever it is, must not stop the others
         message = str(exc) if isinstance(exc, VideoError) else _one_line(job.video, exc)
-        return JobOutcome(job, "failed", message)
+        return JobResult(job, "failed", message)
     fps = summary.frames_sampled / max(summary.seconds, 1e-9)
     message = f"{summary.rows} rows, {summary.face_ids} face id(s), {fps:.1f} frames/s -> {job.output}"
-    return JobOutcome(job, "done", message, summary)
+    return JobResult(job, "done", message, summary)
 
 
 def run_jobs(
@@ -121,14 +162,16 @@ def run_jobs(
     overwrite: bool = False,
     on_start: Callable[[Job], None] | None = None,
     on_frames: Callable[[int, int], None] | None = None,
-    on_end: Callable[[Job, str], None] | None = None,
+    on_end: Callable[[JobResult], None] | None = None,
     arguments: dict | None = None,
 ) -> JobReport:
     """Annotate each job in turn; a bad video is recorded and skipped, the rest finish."""
     report = JobReport()
     for job in jobs:
-        outcome = run_job(annotator, job, overwrite, on_start, on_frames, arguments)
-        report.add(outcome)
+        if on_start is not None:
+            on_start(job)
+        result = run_job(annotator, job, overwrite, on_frames, arguments)
+        report.add(result)
         if on_end is not None:
-            on_end(job, outcome.line)
+            on_end(result)
     return report

@@ -5,9 +5,11 @@ the whole video is done, so an interrupted or failed run never leaves output tha
 sidecar (`OUT.json`) is written last and is the mark of a complete result.
 """
 
+import hashlib
 import json
 import os
-import tempfile
+import re
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -66,15 +68,46 @@ def au_column(name: str) -> str:
 
 
 def output_suffix(fmt: str) -> str:
-    """The file suffix of a format; ABAW output is a folder."""
-    return {"csv": ".csv", "parquet": ".parquet", "abaw": ""}[fmt]
+    """The suffix of a format's output in a folder run; ABAW output is a folder named `<video>.abaw`."""
+    return {"csv": ".csv", "parquet": ".parquet", "abaw": ".abaw"}[fmt]
 
 
-def _temp_beside(path: Path, suffix: str = "") -> Path:
+def temp_name(path: Path) -> Path:
+    """A fresh hidden temporary name beside `path`: `.NAME.<pid>-<random>.partial`."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
+
+
+def stale_temps(path: Path) -> list[Path]:
+    """Temporary files and folders of `path` and of its sidecar left by earlier runs (e.g. after kill -9)."""
+    if not path.parent.is_dir():
+        return []
+    names = "|".join(re.escape(p.name) for p in (path, sidecar_path(path)))
+    pattern = re.compile(rf"\.({names})\.\d+-[0-9a-f]{{8}}\.partial")
+    return sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name))
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file or a folder tree."""
+    if path.is_dir() and not path.is_symlink():
+        _remove_tree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _temp_beside(path: Path) -> Path:
+    """Create an empty temporary file beside `path`, with the permissions the umask gives (not 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial" + suffix, dir=path.parent)
-    os.close(fd)
-    return Path(name)
+    temp = temp_name(path)
+    os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    return temp
+
+
+def _temp_folder_beside(path: Path) -> Path:
+    """Create an empty temporary folder beside `path` (permissions from the umask)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = temp_name(path)
+    temp.mkdir(0o777)
+    return temp
 
 
 class TableWriter:
@@ -166,7 +199,7 @@ class TableWriter:
     def commit(self) -> None:
         """Move the finished output into place."""
         if self.fmt == "abaw":
-            staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self._parent()))
+            staging = _temp_folder_beside(self.path)
             self._write_abaw(staging)
             if self.path.exists():
                 _remove_tree(self.path)
@@ -182,10 +215,6 @@ class TableWriter:
             empty = pd.DataFrame(columns=self.schema.columns)
             pq.write_table(pa.Table.from_pandas(empty, preserve_index=False), self._temp)
         os.replace(self._temp, self.path)
-
-    def _parent(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        return self.path.parent
 
     def abort(self) -> None:
         """Remove the temporary output of a failed run."""
@@ -214,12 +243,29 @@ def write_sidecar(output: Path, meta: dict) -> None:
     os.replace(temp, path)
 
 
-def is_complete(output: Path) -> bool:
-    """Whether an output and its sidecar exist and the sidecar marks it complete."""
+HEAD_BYTES = 1 << 20
+
+
+def source_record(video: Path) -> dict:
+    """What identifies a video's content for resuming: path, size, modification time, SHA-256 of its first MiB."""
+    stat = video.stat()
+    with open(video, "rb") as f:
+        head = hashlib.sha256(f.read(HEAD_BYTES)).hexdigest()
+    return {"path": str(video.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256_head": head}
+
+
+def is_complete(output: Path, video: Path) -> bool:
+    """Whether `output` is a finished result of this very `video`: its sidecar marks it complete and records
+    a source of the same size, modification time and head hash (a replaced or edited video is redone)."""
     side = sidecar_path(output)
     if not output.exists() or not side.is_file():
         return False
     try:
-        return bool(json.loads(side.read_text()).get("complete"))
-    except (OSError, ValueError):
+        meta = json.loads(side.read_text())
+        source = meta.get("source") or {}
+        if not meta.get("complete"):
+            return False
+        now = source_record(video)
+    except (OSError, ValueError, AttributeError):
         return False
+    return all(source.get(k) == now[k] for k in ("size", "mtime_ns", "sha256_head"))

@@ -6,6 +6,7 @@ a lag of a few frames, the per-face temporal filters smooth within each track, a
 order. Only a bounded window of frames is held at any time, so memory stays flat on long videos.
 """
 
+import ctypes
 import json
 import platform
 import queue
@@ -25,23 +26,29 @@ from fer_annotate.bundle import InputSpec
 from fer_annotate.detect import Detections, DetectorConfig, FaceDetector
 from fer_annotate.geometry import GeometryConfig, GeometryStage
 from fer_annotate.model import ModelStage, crop_template
-from fer_annotate.output import TableSchema, TableWriter, sidecar_path, write_sidecar
+from fer_annotate.output import TableSchema, TableWriter, sidecar_path, source_record, write_sidecar
 from fer_annotate.sparse import FrameFinder, SparseConfig
 from fer_annotate.threads import DECODE_THREADS
 from fer_annotate.track import Tracker, TrackerConfig
 from fer_annotate.video import Sampling, Video, VideoError
 
 WRITE_EVERY = 256
+PREFETCH_BATCHES = 2
 
 
 @dataclass
 class AnnotateConfig:
-    """Everything that decides how a video is annotated (recorded in the sidecar)."""
+    """Everything that decides how a video is annotated (recorded in the sidecar).
+
+    `max_frame_bytes` bounds the decoded pixels in flight (the batch being processed, the decode-ahead
+    queue and the batch being decoded): large frames get smaller batches, so 4K costs no more than 640x360.
+    """
 
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     sampling: Sampling = field(default_factory=Sampling)
     batch_size: int = 16
+    max_frame_bytes: int = 256 << 20
     fmt: str = "csv"
     save_crops: Path | None = None
     device: str = "cpu"
@@ -79,26 +86,67 @@ class _Frame:
 
 
 def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
-    """Run an iterator on a background thread (decoding overlaps compute); re-raises its errors here."""
+    """Run an iterator on a background thread (decoding overlaps compute); re-raises its errors here.
+
+    When the consumer stops early (an error downstream), the thread is released and ends, so that it does
+    not keep its decoded frames and the video open."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     done = object()
+    stop = threading.Event()
 
     def work() -> None:
         try:
             for item in it:
                 q.put(item)
+                if stop.is_set():
+                    return
         except BaseException as exc:  # handed to the consumer
             q.put(exc)
         q.put(done)
 
     threading.Thread(target=work, daemon=True).start()
-    while True:
-        item = q.get()
-        if item is done:
-            return
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while True:
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                break
+
+
+def release_free_memory() -> None:
+    """Hand freed heap pages back to the system (glibc's malloc_trim; a no-op elsewhere).
+
+    Frames, crops and tensors of varying sizes are allocated on the decode thread and torch's threads and
+    freed on others; glibc keeps such freed memory in its per-thread arenas, so without this the resident
+    size creeps up over a long video although nothing is kept alive."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+def _malloc_trim():
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def frames_per_batch(batch_size: int, max_frame_bytes: int, width: int, height: int) -> int:
+    """Frames per batch: `batch_size`, fewer when frames are so large that the frames in flight
+    (PREFETCH_BATCHES queued, one batch decoding, one in process) would exceed `max_frame_bytes`."""
+    fit = max_frame_bytes // ((PREFETCH_BATCHES + 2) * max(1, width * height * 3))
+    return max(1, min(batch_size, fit))
 
 
 def _versions() -> dict[str, str]:
@@ -143,6 +191,7 @@ class Annotator:
         """Annotate one video into `output` (+ sidecar); on any error nothing that looks complete is left."""
         started = time.time()
         video = Video(video_path, threads=self.config.decode_threads)
+        source = source_record(Path(video_path))
         indices = video.select(self.config.sampling)
         if len(indices) == 0:
             raise VideoError(
@@ -172,7 +221,7 @@ class Annotator:
             stage_seconds=stats["stages"],
             frames_detected=stats["frames_detected"],
         )
-        meta = self._metadata(video, summary, arguments)
+        meta = self._metadata(video, source, summary, arguments)
         if self.config.fmt != "abaw":
             from fer_annotate.summary import summarize  # pandas: imported once rows are written
             from fer_annotate.table import load_table
@@ -181,10 +230,11 @@ class Annotator:
         write_sidecar(output, meta)
         return summary
 
-    def _metadata(self, video: Video, summary: RunSummary, arguments: dict | None) -> dict:
+    def _metadata(self, video: Video, source: dict, summary: RunSummary, arguments: dict | None) -> dict:
         cfg = self.config
         return {
             "complete": True,
+            "source": source,
             "tool": "fer-annotate",
             "versions": _versions(),
             "arguments": arguments or {},
@@ -226,7 +276,8 @@ class Annotator:
         finder = FrameFinder(self.detector, cfg.sparse)
         done = 0
         tic = time.perf_counter()
-        for batch in _prefetch(video.batches(indices, cfg.batch_size)):
+        batch_size = frames_per_batch(cfg.batch_size, cfg.max_frame_bytes, video.info.width, video.info.height)
+        for batch in _prefetch(video.batches(indices, batch_size), PREFETCH_BATCHES):
             stages["decode"] += time.perf_counter() - tic
             tic = time.perf_counter()
             frames = torch.from_numpy(batch.frames)
@@ -247,6 +298,7 @@ class Annotator:
             for fpos, ids in tracker.finalize():
                 emitter.emit(pending.pop(fpos), ids, self._save_crop)
             stages["track"] += time.perf_counter() - tic
+            release_free_memory()
             done += len(batch.indices)
             if on_frames is not None:
                 on_frames(done, len(indices))

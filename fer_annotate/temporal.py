@@ -39,8 +39,8 @@ class SmoothSpec:
     def __post_init__(self) -> None:
         if self.kind not in ("gauss", "none"):
             raise ValueError(f"unknown smoothing {self.kind!r}; use none, gauss or gauss:SIGMA")
-        if not (self.sigma_s > 0 and self.max_gap_s > 0):
-            raise ValueError("smoothing sigma and max gap must be positive seconds")
+        if not (0 < self.sigma_s < math.inf and 0 < self.max_gap_s < math.inf):
+            raise ValueError("smoothing sigma and max gap must be positive, finite seconds")
 
     @classmethod
     def parse(cls, text: str) -> "SmoothSpec":

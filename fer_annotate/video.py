@@ -79,10 +79,12 @@ def _captured_stderr() -> Iterator[list[str]]:
 
 
 def _reason(exc: Exception, logs: list[str]) -> str:
-    """The most telling line of a decoder failure."""
+    """A decoder failure as a plain sentence (never the decoder's internal file names or checks)."""
     text = " ".join([*logs, str(exc)])
     for needle, reason in (
         ("moov atom not found", "not a readable video container (no index: empty, truncated or not a video)"),
+        ("broken metadata", "not a video with a frame count and duration (an image, a raw stream without a "
+                            "container, or a broken container)"),
         ("Invalid data found", "not a video file (invalid data)"),
         ("partial file", "truncated file"),
         ("av_read_frame failed", "truncated or corrupt video (reading packets failed)"),
@@ -91,47 +93,81 @@ def _reason(exc: Exception, logs: list[str]) -> str:
     ):
         if needle in text:
             return reason
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return f"cannot decode: {first[:200]}"
+    return "the decoder could not read it (corrupt data or an unsupported codec)"
+
+
+def _readable(path: Path) -> str | None:
+    """Why a path cannot be opened as a file, or None."""
+    if not path.exists():
+        return "no such file"
+    if not path.is_file():
+        return "not a file"
+    try:
+        with open(path, "rb") as f:
+            if not f.read(1):
+                return "empty file (0 bytes)"
+    except PermissionError:
+        return "not readable (permission denied)"
+    except OSError as exc:
+        return f"not readable ({exc.strerror or type(exc).__name__})"
+    return None
+
+
+def _decord_mishandles(exc: Exception, logs: list[str]) -> bool:
+    """decord's frame copy fails for some small widths (16, 24, 48, 72 px); PyAV decodes those."""
+    return "from_size == to_size" in " ".join([*logs, str(exc)])
 
 
 class Video:
-    """A decord reader with container timestamps and batched, sampled frame access."""
+    """Container timestamps and batched, sampled frame access (decord; PyAV where decord mishandles a size)."""
 
-    def __init__(self, path: str | Path, width: int = -1, height: int = -1, threads: int = 0):
-        """Open a video; `threads` is the decoder's thread count (0: ffmpeg's choice, one per core)."""
+    def __init__(self, path: str | Path, threads: int = 0):
+        """Open a video; `threads` is decord's decoder thread count (0: ffmpeg's choice, one per core)."""
         self.path = str(path)
-        p = Path(path)
-        if not p.exists():
-            raise VideoError(f"{self.path}: no such file")
-        if not p.is_file():
-            raise VideoError(f"{self.path}: not a file")
-        if p.stat().st_size == 0:
-            raise VideoError(f"{self.path}: empty file (0 bytes)")
+        problem = _readable(Path(path))
+        if problem is not None:
+            raise VideoError(f"{self.path}: {problem}")
+        self._reader = self._fallback = None
         with _captured_stderr() as logs:
             try:
-                self._reader = decord.VideoReader(
-                    self.path, ctx=decord.cpu(0), width=width, height=height, num_threads=threads
-                )
+                self._reader = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=threads)
                 n = len(self._reader)
                 stamps = self._reader.get_frame_timestamp(range(n)) if n else np.zeros((0, 2))
+                first = self._reader.get_batch([0]).asnumpy().shape[1:] if n else (0, 0, 3)
+                avg_fps = float(self._reader.get_avg_fps())
+                self._reader.seek(0)
             except Exception as exc:  # decord raises DECORDError / RuntimeError with multi-line logs
-                raise VideoError(f"{self.path}: {_reason(exc, logs)}") from None
+                if not _decord_mishandles(exc, logs):
+                    raise VideoError(f"{self.path}: {_reason(exc, logs)}") from None
+                self._reader = None
+        if self._reader is None:
+            n, stamps, first, avg_fps = self._open_fallback()
         if n == 0:
             raise VideoError(f"{self.path}: no video frames")
         self.times = np.asarray(stamps[:, 0], dtype=np.float64)
         if not np.all(np.isfinite(self.times)):
             raise VideoError(f"{self.path}: container has invalid timestamps")
-        first = self._reader[0].shape
         self.info = VideoInfo(
             path=self.path,
             n_frames=n,
             width=int(first[1]),
             height=int(first[0]),
-            avg_fps=float(self._reader.get_avg_fps()),
+            avg_fps=avg_fps,
             duration_s=float(stamps[-1, 1] - stamps[0, 0]) if n else 0.0,
         )
-        self._reader.seek(0)
+
+    def _open_fallback(self) -> tuple[int, np.ndarray, tuple[int, int, int], float]:
+        try:
+            from fer_annotate.video_pyav import PyAVFrames
+
+            self._fallback = PyAVFrames(self.path)
+        except ImportError:
+            raise VideoError(f"{self.path}: decord cannot decode this frame size; `pip install av` "
+                             "lets fer-annotate decode it with PyAV") from None
+        except Exception:
+            raise VideoError(f"{self.path}: {_reason(RuntimeError(), [])}") from None
+        fb = self._fallback
+        return len(fb), fb.stamps, (fb.height, fb.width, 3), fb.avg_fps
 
     def select(self, sampling: Sampling) -> np.ndarray:
         """Indices of the frames to annotate, chosen by container time."""
@@ -154,10 +190,14 @@ class Video:
             chunk = indices[s : s + batch_size]
             with _captured_stderr() as logs:
                 try:
-                    frames = self._reader.get_batch(chunk.tolist()).asnumpy()
+                    if self._reader is not None:
+                        frames = self._reader.get_batch(chunk.tolist()).asnumpy()
+                    else:
+                        frames = self._fallback.read(chunk.tolist())
                 except Exception as exc:
                     raise VideoError(
-                        f"{self.path}: {_reason(exc, logs)} at frame {int(chunk[0])} of {self.info.n_frames}"
+                        f"{self.path}: {_reason(exc, logs)}; decoding failed at frame {int(chunk[0])} "
+                        f"of {self.info.n_frames}"
                     ) from None
             yield FrameBatch(indices=chunk, times=self.times[chunk], frames=frames)
 

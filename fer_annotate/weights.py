@@ -205,6 +205,9 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt, truncated or pickled-code files
+        if "weights_only" in str(exc):
+            raise BundleError(f"{path}: not a plain state dict of tensors (it holds pickled Python objects, which "
+                              "loading could execute); refused for safety") from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise BundleError(f"{path}: not a loadable PyTorch checkpoint ({type(exc).__name__}: {first[:200]})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):

@@ -1,10 +1,11 @@
 """Spread a folder's videos over workers: local processes (`--workers N`) or Ray actors (`--ray [ADDRESS]`).
 
 A video is the unit of work. Every worker builds its own detector and ensemble once, when it starts, and
-then runs `jobs.run_job` on one video after another, so resume (complete outputs are skipped), atomic
-outputs and one-line failures are exactly those of a single process. The driver keeps the list of videos
-and hands the next one to whichever worker is idle. A worker that dies mid-video fails that video only
-(its temporary files are removed; a rerun redoes it) and is replaced.
+then runs `jobs.run_job` on one video after another, so resume (complete outputs of the same source are
+skipped), the per-output locks, atomic outputs and one-line failures are exactly those of a single
+process. The driver keeps the list of videos and hands the next one to whichever worker is idle. A worker
+that dies mid-video fails that video only (its temporary files and lock are removed; a rerun redoes it)
+and is replaced.
 
 Local workers are `concurrent.futures` process pools of one 'spawn' process each, so that a dead process
 breaks only its own pool and the driver knows which video it held. Ray workers are actors; outputs are
@@ -29,7 +30,9 @@ from pathlib import Path
 import torch
 
 from fer_annotate.bundle import Bundle
-from fer_annotate.jobs import Job, JobOutcome, JobReport, run_job, run_jobs
+from fer_annotate.jobs import Job, JobReport, JobResult, run_job, run_jobs
+from fer_annotate.lock import lock_path
+from fer_annotate.output import remove_path, stale_temps
 from fer_annotate.pipeline import AnnotateConfig, Annotator
 from fer_annotate.threads import apply_torch_threads, available_cores, plan_threads
 
@@ -135,10 +138,10 @@ class AnnotatorWorker:
         return host, ""
 
     def run(self, job: Job, overwrite: bool, arguments: dict | None,
-            on_frames: Callable[[int, int], None] | None = None) -> JobOutcome:
+            on_frames: Callable[[int, int], None] | None = None) -> JobResult:
         """Annotate one video with this worker's models (skipped if its complete output exists)."""
         if self.annotator is None:
-            return JobOutcome(job, "failed", f"{job.video}: worker could not start: {self.error}")
+            return JobResult(job, "failed", f"{job.video}: worker could not start: {self.error}")
         return run_job(self.annotator, job, overwrite, on_frames=on_frames, arguments=arguments)
 
 
@@ -148,17 +151,11 @@ def _not_shared(folder: Path, host: str, what: str) -> str:
 
 
 def remove_partials(output: Path) -> None:
-    """Remove the temporary files a killed worker left beside `output` (they never look complete)."""
-    parent = output.parent
-    if not parent.is_dir():
-        return
-    for temp in parent.glob(f".{output.name}.*.partial*"):
-        if temp.is_dir():
-            for child in sorted(temp.rglob("*"), key=lambda p: -len(p.parts)):
-                child.rmdir() if child.is_dir() else child.unlink()
-            temp.rmdir()
-        else:
-            temp.unlink(missing_ok=True)
+    """Remove what a killed worker left beside `output`: its temporary files (they never look complete) and
+    its lock (on another node the lock would otherwise be respected until removed by hand)."""
+    for temp in stale_temps(output):
+        remove_path(temp)
+    lock_path(output).unlink(missing_ok=True)
 
 
 def _available_memory() -> int:
@@ -222,16 +219,16 @@ def _local_ready() -> str:
     return _worker.ready()[1]
 
 
-def _local_run(key: int, job: Job, overwrite: bool, arguments: dict | None) -> JobOutcome:
+def _local_run(key: int, job: Job, overwrite: bool, arguments: dict | None) -> JobResult:
     def on_frames(done: int, total: int) -> None:
         _progress.put((key, done, total))
 
     return _worker.run(job, overwrite, arguments, on_frames)
 
 
-def _died(job: Job, what: str) -> JobOutcome:
+def _died(job: Job, what: str) -> JobResult:
     remove_partials(job.output)
-    return JobOutcome(job, "failed", f"{job.video}: the {what} annotating it died (killed, out of memory or a "
+    return JobResult(job, "failed", f"{job.video}: the {what} annotating it died (killed, out of memory or a "
                                      f"crash in a native library); its output was not written, rerun to redo it")
 
 
@@ -300,7 +297,11 @@ def run_serial(annotator: Annotator, jobs: list[Job], overwrite: bool = False, a
         if events.on_frames is not None:
             events.on_frames(current[0], done, total)
 
-    return run_jobs(annotator, jobs, overwrite, on_start, on_frames, events.on_end, arguments)
+    def on_end(result: JobResult) -> None:
+        if events.on_end is not None:
+            events.on_end(result.job, result.line)
+
+    return run_jobs(annotator, jobs, overwrite, on_start, on_frames, on_end, arguments)
 
 
 def _drain(progress: "multiprocessing.Queue", jobs: list[Job], events: Events) -> None:
@@ -459,7 +460,7 @@ def _ray_loop(ray, actor_class, plan: RayPlan, spec: WorkerSpec, jobs: list[Job]
                     replacements -= 1
                     start()
             except ray.exceptions.RayError as exc:
-                outcome = JobOutcome(job, "failed", f"{job.video}: {_one_line(exc)}")
+                outcome = JobResult(job, "failed", f"{job.video}: {_one_line(exc)}")
                 idle.append(actor)
             report.add(outcome)
             if events.on_end is not None:

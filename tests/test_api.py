@@ -112,7 +112,7 @@ def test_batch_writes_every_output_and_reports_failures(video: Path, tmp_path: P
     bad.write_text("not a video")
     out = tmp_path / "out"
     paths = annotate([video], output_dir=out, weights="none", detector="blazeface", end=0.5)
-    assert paths == [out / "pyfeat_single_face.csv"] and read_table(paths[0]).attrs["complete"]
+    assert paths == [out / "pyfeat_single_face.mp4.csv"] and read_table(paths[0]).attrs["complete"]
     with pytest.raises(AnnotateError, match=r"1 of 2 videos failed: .*broken\.mp4") as info:
         annotate([video, bad], output_dir=out, weights="none", detector="blazeface", end=0.5)
     assert len(info.value.report.skipped) == 1, "the complete output is kept (no overwrite)"

@@ -129,13 +129,13 @@ def test_folder_with_good_and_bad_videos(shared_dir: Path, torch_home: Path, tmp
         assert message_lines(result, path), f"{path.name} not reported:\n{result.output}"
     assert "README" not in result.output, "a non-video file was treated as a video"
 
-    face, small = out / "face.csv", out / "sub" / "small.csv"
+    face, small = out / "face.mp4.csv", out / "sub" / "small.mp4.csv"
     for done in (face, small):
         assert done.is_file() and sidecar(done).is_file(), f"{done} missing; wrote {leftovers(out)}"
     assert read_table(face)["frame"].unique().tolist() == list(range(0, 72, 6))
     assert (read_table(small)["status"] == "no_face").all()
     assert sorted(p.relative_to(out).as_posix() for p in leftovers(out)) == [
-        "face.csv", "face.csv.json", "sub/small.csv", "sub/small.csv.json"
+        "face.mp4.csv", "face.mp4.csv.json", "sub/small.mp4.csv", "sub/small.mp4.csv.json"
     ], "outputs of failed videos (or temporary files) were left behind"
 
     stamp = face.stat().st_mtime_ns

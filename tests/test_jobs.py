@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from fer_annotate.jobs import JobError, plan_jobs, run_jobs
-from fer_annotate.output import write_sidecar
+from fer_annotate.jobs import JobError, output_format, plan_jobs, run_jobs
+from fer_annotate.output import source_record, write_sidecar
 from fer_annotate.pipeline import RunSummary
 from fer_annotate.video import VideoError
 
@@ -21,25 +21,65 @@ def test_single_file_to_file(tmp_path):
     assert [(j.video, j.output) for j in plan_jobs([video], tmp_path / "a.csv", "csv")] == [(video, tmp_path / "a.csv")]
 
 
-def test_folder_mirrors_relative_paths_and_renames_collisions(tmp_path):
+def test_folder_mirrors_relative_paths_and_keeps_the_extension(tmp_path):
     root = tmp_path / "in"
     a, b, c = touch(root / "x" / "s1.mp4"), touch(root / "y" / "z" / "s2.MOV"), touch(root / "x" / "s1.mov")
     touch(root / "notes.txt")
     jobs = plan_jobs([root], tmp_path / "out", "parquet")
     mapping = {j.video: j.output for j in jobs}
-    assert mapping[b] == tmp_path / "out" / "y" / "z" / "s2.parquet"
-    out = tmp_path / "out" / "x"
-    names = {mapping[a].name, mapping[c].name}
-    assert names in ({"s1.parquet", "s1.mov.parquet"}, {"s1.parquet", "s1.mp4.parquet"})
-    assert mapping[a].parent == mapping[c].parent == out
-    assert len(jobs) == 3
+    out = tmp_path / "out"
+    assert mapping == {a: out / "x" / "s1.mp4.parquet", b: out / "y" / "z" / "s2.MOV.parquet",
+                       c: out / "x" / "s1.mov.parquet"}
 
 
-def test_several_videos_need_a_folder(tmp_path):
+def test_output_names_do_not_depend_on_the_other_inputs(tmp_path):
+    """The same input maps to the same output whatever else is on the command line, in any order."""
+    root = tmp_path / "in"
+    clip_mp4, clip_avi, other = touch(root / "clip.mp4"), touch(root / "clip.avi"), touch(tmp_path / "o.mkv")
+    out = tmp_path / "out"
+    alone = plan_jobs([clip_mp4, other], out, "csv")
+    both = plan_jobs([other, clip_avi, clip_mp4], out, "csv")
+    folder = plan_jobs([root], out, "csv")
+    assert {j.video: j.output for j in alone}[clip_mp4] == {j.video: j.output for j in both}[clip_mp4] \
+        == {j.video: j.output for j in folder}[clip_mp4] == out / "clip.mp4.csv"
+    assert {j.video: j.output for j in both}[clip_avi] == out / "clip.avi.csv"
+
+
+def test_two_inputs_never_share_an_output(tmp_path):
+    """d1/a.mp4 and d2/a.mp4 on one command line: an error naming both, in either order (never renamed)."""
+    a1, a2 = touch(tmp_path / "d1" / "a.mp4"), touch(tmp_path / "d2" / "a.mp4")
+    for order in ([a1, a2], [a2, a1]):
+        with pytest.raises(JobError, match="would both write") as info:
+            plan_jobs(order, tmp_path / "out", "csv")
+        assert str(a1) in str(info.value) and str(a2) in str(info.value)
+
+
+@pytest.mark.parametrize(("out", "fmt", "expected"), [
+    ("x.parquet", None, "parquet"), ("x.csv", None, "csv"), ("x.CSV", None, "csv"), ("x.csv", "csv", "csv"),
+    ("folder", None, "csv"), ("folder", "parquet", "parquet"), ("ab", "abaw", "abaw"),
+])
+def test_the_suffix_of_a_file_output_decides_the_format(tmp_path, out, fmt, expected):
+    video = touch(tmp_path / "a.mp4")
+    assert output_format([video], tmp_path / out, fmt) == expected
+
+
+@pytest.mark.parametrize(("out", "fmt", "message"), [
+    ("x.parquet", "csv", "is a parquet file name but --format is csv"),
+    ("y.csv", "parquet", "is a csv file name but --format is parquet"),
+    ("y.txt", None, "must end in .csv or .parquet"),
+    ("z.csv", "abaw", "--format abaw writes a folder"),
+])
+def test_a_contradicting_suffix_is_an_error(tmp_path, out, fmt, message):
+    video = touch(tmp_path / "a.mp4")
+    with pytest.raises(JobError, match=message):
+        output_format([video], tmp_path / out, fmt)
+
+
+def test_several_videos_and_a_file_name_is_an_error(tmp_path):
     a, b = touch(tmp_path / "a.mp4"), touch(tmp_path / "b.mp4")
-    out = touch(tmp_path / "out.csv")
-    with pytest.raises(JobError, match="output folder"):
-        plan_jobs([a, b], out, "csv")
+    with pytest.raises(JobError, match="need an output folder"):
+        plan_jobs([a, b], tmp_path / "two.csv", "csv")
+    assert not (tmp_path / "two.csv").exists()
 
 
 class FakeAnnotator:
@@ -53,7 +93,7 @@ class FakeAnnotator:
         if video.name in self.fail:
             raise self.fail[video.name]
         touch(output)
-        write_sidecar(output, {"complete": True})
+        write_sidecar(output, {"complete": True, "source": source_record(video)})
         return RunSummary(str(video), str(output), 10, 10, 5, 10, 1, 0.1, {})
 
 

@@ -1,11 +1,22 @@
 """Writers: column layout, empty cells where no face, atomic commit, nothing left on abort, ABAW files."""
 
 import json
+import os
+import stat
 
 import pandas as pd
 import pytest
 
-from fer_annotate.output import TableSchema, TableWriter, au_column, is_complete, write_sidecar
+from fer_annotate.output import (
+    TableSchema,
+    TableWriter,
+    au_column,
+    is_complete,
+    source_record,
+    stale_temps,
+    temp_name,
+    write_sidecar,
+)
 
 SCHEMA = TableSchema(au_names=["AU1", "AU12"], expr_names=["neutral", "happiness"], has_va=True)
 
@@ -73,9 +84,50 @@ def test_abaw_files(tmp_path):
     assert (out / "VA_Set" / "v.txt").read_text().splitlines() == ["valence,arousal", "-5,-5", "0.5,-0.25", "-5,-5"]
 
 
-def test_sidecar_marks_completion(tmp_path):
+def test_sidecar_marks_completion_for_this_video_only(tmp_path):
+    """Complete means: the sidecar says so and records this very video (size, mtime, head hash)."""
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"video bytes" * 1000)
     out = tmp_path / "a.csv"
     out.write_text("x\n")
-    assert not is_complete(out)
+    assert not is_complete(out, video)
     write_sidecar(out, {"complete": True})
-    assert is_complete(out) and json.loads((tmp_path / "a.csv.json").read_text())["complete"]
+    assert not is_complete(out, video), "a sidecar without the source counts as complete"
+    write_sidecar(out, {"complete": True, "source": source_record(video)})
+    assert is_complete(out, video) and json.loads((tmp_path / "a.csv.json").read_text())["complete"]
+    other = tmp_path / "w.mp4"
+    other.write_bytes(b"other bytes" * 1000)
+    assert not is_complete(out, other)
+    stamp = video.stat().st_mtime_ns
+    video.write_bytes(b"VIDEO bytes" * 1000)  # same size, new content
+    os.utime(video, ns=(stamp, stamp))
+    assert not is_complete(out, video), "a changed video was taken for the one annotated"
+
+
+def test_outputs_follow_the_umask(tmp_path):
+    """Tables and sidecars get the umask's permissions (0644 under 022), not mkstemp's 0600."""
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "t.csv"
+        w = TableWriter(out, TableSchema(), "csv", "v", 1)
+        w.write([{"video": "v", "frame": 0, "time_s": 0.0, "status": "no_face"}])
+        w.commit()
+        write_sidecar(out, {"complete": True})
+        abaw = TableWriter(tmp_path / "a.abaw", TableSchema(expr_names=["neutral"]), "abaw", "v", 1)
+        abaw.commit()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "t.csv.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "a.abaw").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "a.abaw" / "EXPR_Set" / "v.txt").stat().st_mode) == 0o644
+
+
+def test_stale_temporary_files_are_found_by_owner(tmp_path):
+    """Leftovers of a killed run for one output are found; another output's files are not."""
+    out = tmp_path / "clip.mp4.csv"
+    mine = [temp_name(out), temp_name(tmp_path / "clip.mp4.csv.json")]
+    theirs = [temp_name(tmp_path / "clip.mp4.csv.x.csv"), tmp_path / ".clip.mp4.csv.notes"]
+    for path in mine + theirs:
+        path.write_text("partial")
+    assert stale_temps(out) == sorted(mine)

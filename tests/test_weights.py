@@ -77,8 +77,12 @@ def test_import_rejects_corrupt_and_pickled_code(tmp_path):
     with pytest.raises(BundleError, match=r"0\.pth: not a loadable PyTorch checkpoint"):
         W.import_weights("deng2020-cnn", folder)
     (folder / "0.pth").write_bytes(pickle.dumps(Evil()))
-    with pytest.raises(BundleError, match=r"0\.pth: not a loadable PyTorch checkpoint"):
+    with pytest.raises(BundleError, match=r"0\.pth: not a plain state dict of tensors .*refused for safety$"):
         W.import_weights("deng2020-cnn", folder)
+    torch.save({"a": torch.zeros(3), "b": Evil()}, folder / "0.pth")  # a real torch file with code inside
+    with pytest.raises(BundleError, match=r"0\.pth: not a plain state dict of tensors .*refused for safety$") as info:
+        W.import_weights("deng2020-cnn", folder)
+    assert "weights_only" not in str(info.value)
     torch.save({"a": torch.zeros(3)}, folder / "0.pth")
     with pytest.raises(BundleError, match="missing key"):
         W.import_weights("deng2020-cnn", folder)

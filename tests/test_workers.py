@@ -20,7 +20,7 @@ GOOD = ("pyfeat_single_face.mp4", "pyfeat_no_face.mp4", "pyfeat_face_noface.mov"
 WINDOW = ["--end", "1"]
 BAD_LINE = "broken.mp4: not a readable video"
 # Fields of the sidecar that record when and how fast, or how the run was invoked, not what was computed.
-RUN_FIELDS = ("timing", "finished")
+RUN_FIELDS = ("timing", "finished", "torch_threads")  # threads: a share of the cores per worker
 RUN_ARGUMENTS = ("argv", "output", "workers", "ray_address")
 
 
@@ -128,12 +128,13 @@ def _check_killed_run(proc: subprocess.Popen, out: Path, folder: Path, rerun: li
     assert proc.returncode == 1, text
     assert "1 annotated, 0 skipped, 1 failed" in text, text
     assert text.count("annotating it died") == 2, text  # as it ends, in the summary
-    outputs = [out / (Path(name).stem + ".csv") for name in sorted(os.listdir(folder))]
-    assert sum(is_complete(p) for p in outputs) == 1, text
+    videos = [folder / name for name in sorted(os.listdir(folder))]
+    outputs = [(out / (v.name + ".csv"), v) for v in videos]
+    assert sum(is_complete(p, v) for p, v in outputs) == 1, text
     assert not list(out.glob(".*partial*")), list(out.iterdir())
     result = invoke(rerun)
     assert result.exit_code == 0 and "1 annotated, 1 skipped, 0 failed" in result.output, result.describe()
-    assert all(is_complete(p) for p in outputs)
+    assert all(is_complete(p, v) for p, v in outputs)
 
 
 def test_local_worker_killed_mid_video(shared_dir: Path, torch_home: Path, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from fer_annotate.cli_types import DEVICE, NON_NEGATIVE, POSITIVE, POSITIVE_INT
 from training.config import TrainConfig, apply, load_toml, read_run_config, to_dict
 from training.data import DataError
 
@@ -36,34 +37,35 @@ TRAIN_OPTIONS = [
     click.option("--backbone", help="resnet18 | mobilenet_v3_small | small_cnn | caffe_resnet50."),
     click.option("--backbone-kwargs", help='JSON, e.g. \'{"width": 32, "depths": [2, 2, 2, 2]}\'.'),
     click.option("--init", help="scratch | imagenet | PATH of a bundle whose backbone to start from."),
-    click.option("--size", type=int, help="Input size in pixels (square)."),
+    click.option("--size", type=POSITIVE_INT, help="Input size in pixels (square)."),
     click.option("--colour", type=click.Choice(["rgb", "gray"]), help="Input colour."),
-    click.option("--scale", type=float, help="Input scale: network sees uint8/255*scale (255 for 0-255)."),
+    click.option("--scale", type=POSITIVE, help="Input scale: network sees uint8/255*scale (255 for 0-255)."),
     click.option("--mean", help="JSON list: per-channel mean subtracted after scaling."),
     click.option("--std", help="JSON list: per-channel std divided by."),
     click.option("--template", help="JSON [[x,y] x4]: crop template recorded in the bundle (eyes, nose, mouth)."),
-    click.option("--box-scale", type=float, help="Crop side / detector box side, recorded in the bundle."),
-    click.option("--epochs", type=int, help="Epochs (paper: teacher 8, students 3)."),
-    click.option("--batch-size", type=int, help="Images per task per step (paper: 20)."),
-    click.option("--lr", type=float, help="Learning rate (paper: 1e-4)."),
+    click.option("--box-scale", type=POSITIVE, help="Crop side / detector box side, recorded in the bundle."),
+    click.option("--epochs", type=POSITIVE_INT, help="Epochs (paper: teacher 8, students 3)."),
+    click.option("--batch-size", type=POSITIVE_INT, help="Images per task per step (paper: 20)."),
+    click.option("--lr", type=POSITIVE, help="Learning rate (paper: 1e-4)."),
     click.option("--betas", help="JSON [b1, b2] of Adam (paper: [0.5, 0.999])."),
-    click.option("--weight-decay", type=float, help="Decoupled weight decay (AdamW; 0 = Adam)."),
+    click.option("--weight-decay", type=NON_NEGATIVE, help="Decoupled weight decay (AdamW; 0 = Adam)."),
     click.option("--schedule", type=click.Choice(["constant", "cosine", "onecycle"]), help="Learning-rate schedule."),
-    click.option("--steps-per-epoch", type=int, help="Steps per epoch (default: largest task / batch size)."),
+    click.option("--steps-per-epoch", type=POSITIVE_INT, help="Steps per epoch (default: largest task / batch size)."),
     click.option("--expr-labels", type=click.Choice(["votes", "majority"]),
                  help="Expression target where the data has votes: their distribution (default) or the majority."),
     click.option("--balance", help="Tasks to balance, comma separated, or 'none' (default AU,EXPR,VA)."),
-    click.option("--zoom", help="Random crop zoom range MIN,MAX (default 1,1.196 = 112 of 134)."),
-    click.option("--rotate", type=float, help="Random rotation, degrees (default 0)."),
+    click.option("--zoom", callback=lambda ctx, param, value: _zoom(value),
+                 help="Random crop zoom range MIN,MAX (default 1,1.196 = 112 of 134)."),
+    click.option("--rotate", type=NON_NEGATIVE, help="Random rotation, degrees (default 0)."),
     click.option("--flip/--no-flip", default=None, help="Random horizontal flip (default on)."),
-    click.option("--colour-jitter", type=float, help="Brightness/contrast jitter amplitude (default 0 = off)."),
-    click.option("--erase", type=float, help="Probability of random erasing per image (default 0 = off)."),
-    click.option("--temperature", type=float, help="Distillation temperature (paper: 1.5)."),
+    click.option("--colour-jitter", type=NON_NEGATIVE, help="Brightness/contrast jitter amplitude (default 0 = off)."),
+    click.option("--erase", type=click.FloatRange(0, 1), help="Probability of random erasing per image (default 0)."),
+    click.option("--temperature", type=POSITIVE, help="Distillation temperature (paper: 1.5)."),
     click.option("--metrics", type=click.Choice(["2020", "2022"]), help="ABAW metric definitions (default 2020)."),
     click.option("--seed", type=int, help="Random seed (default 0)."),
-    click.option("--device", help="auto | cpu | cuda | cuda:N."),
+    click.option("--device", type=DEVICE, help="auto | cpu | cuda | cuda:N."),
     click.option("--amp/--no-amp", default=None, help="bfloat16 autocast + channels_last on CUDA (default on)."),
-    click.option("--threads", type=int, help="CPU threads for torch and image decoding."),
+    click.option("--threads", type=POSITIVE_INT, help="CPU threads for torch and image decoding."),
     click.option("--overwrite", is_flag=True, help="Start over in an existing --out folder."),
 ]
 
@@ -88,6 +90,19 @@ def _source_path(text: str) -> str:
     return "@".join(str(Path(part).resolve()) for part in text.split("@", 1))
 
 
+def _zoom(text: str | None) -> tuple[float, float] | None:
+    """--zoom MIN,MAX: two finite positive numbers, MIN <= MAX."""
+    if text is None:
+        return None
+    try:
+        lo, hi = (POSITIVE.convert(v.strip(), None, None) for v in text.split(","))
+    except (ValueError, click.BadParameter):
+        raise click.BadParameter(f"{text!r} is not MIN,MAX (two positive numbers)", param_hint="--zoom") from None
+    if lo > hi:
+        raise click.BadParameter(f"{text!r}: MIN is larger than MAX", param_hint="--zoom")
+    return lo, hi
+
+
 def _sources(kw: dict, prefix: str) -> list[dict] | None:
     sources = [{"kind": kind, "path": _source_path(p)}
                for kind in ("abaw", "manifest", "folders") for p in kw.get(prefix + kind) or ()]
@@ -101,7 +116,7 @@ def _settings(kw: dict) -> dict:
         balance = [] if balance.strip().lower() == "none" else [t.strip().upper() for t in balance.split(",") if t]
     augment = {"rotate": kw["rotate"], "flip": kw["flip"], "colour": kw["colour_jitter"], "erase": kw["erase"]}
     if kw["zoom"]:
-        lo, hi = (float(v) for v in kw["zoom"].split(","))
+        lo, hi = kw["zoom"]
         augment |= {"zoom_min": lo, "zoom_max": hi}
     return {
         "train": _sources(kw, ""), "val": _sources(kw, "val_"), "cache": kw["cache"],
@@ -139,7 +154,7 @@ class _Group(click.Group):
         return super().parse_args(ctx, args)
 
 
-@click.group(cls=_Group)
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Train the multitask teacher-student models of Deng, Chen and Shi (2020) and export bundles."""
 
@@ -160,14 +175,18 @@ def teacher(out: str, config_file: str | None, overwrite: bool, **kw) -> None:
     except (ValueError, DataError, RunError, FileNotFoundError) as e:
         _fail(e)
     if _main_rank():
-        click.echo(f"teacher: best epoch {summary['best_epoch']} (score {summary['best_score']:.4f}) in {out}")
+        if summary["val"] is None:
+            click.echo(f"teacher: no validation data, the last epoch ({summary['best_epoch']}) is kept, in {out}")
+        else:
+            click.echo(f"teacher: best epoch {summary['best_epoch']} (score {summary['best_score']:.4f}) in {out}")
 
 
 @main.command()
 @click.option("--teacher", "teacher_run", required=True, type=click.Path(exists=True, file_okay=False),
               help="Teacher run folder (or a student run: its last round's ensemble teaches).")
-@click.option("--students", type=int, help="Students per round (paper: 5).")
-@click.option("--rounds", type=int, help="Rounds; each later round distils from the previous round's ensemble.")
+@click.option("--students", type=POSITIVE_INT, help="Students per round (paper: 5).")
+@click.option("--rounds", type=POSITIVE_INT,
+              help="Rounds; each later round distils from the previous round's ensemble.")
 @train_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
 def student(out: str, teacher_run: str, students: int | None, rounds: int | None, config_file: str | None,
@@ -199,8 +218,8 @@ def student(out: str, teacher_run: str, students: int | None, rounds: int | None
 @main.command()
 @click.option("--cnn", "cnn_run", required=True, type=click.Path(exists=True, file_okay=False),
               help="Finished CNN run (teacher or students): one CNN-RNN per member, on its frozen CNN.")
-@click.option("--seq-len", type=int, help="Frames per window (paper: 32).")
-@click.option("--seq-stride", type=int, help="Training window stride (paper: 16).")
+@click.option("--seq-len", type=POSITIVE_INT, help="Frames per window (paper: 32).")
+@click.option("--seq-stride", type=POSITIVE_INT, help="Training window stride (paper: 16).")
 @train_options
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
 def temporal(out: str, cnn_run: str, seq_len: int | None, seq_stride: int | None, config_file: str | None,
@@ -232,12 +251,12 @@ def temporal(out: str, cnn_run: str, seq_len: int | None, seq_stride: int | None
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Bundle folder to write.")
 @click.option("--name", help="Bundle name (default: the folder name).")
 @click.option("--template", help="JSON [[x,y] x4]: crop template (overrides the run's).")
-@click.option("--box-scale", type=float, help="Crop side / detector box side (overrides the run's).")
+@click.option("--box-scale", type=POSITIVE, help="Crop side / detector box side (overrides the run's).")
 @click.option("--threshold-rule", type=click.Choice(["break_even", "f1"]), default="break_even",
               help="Per-AU threshold tuning on validation: precision = recall (paper) or best F1.")
 @click.option("--provenance", "provenance_file", type=click.Path(exists=True, dir_okay=False),
               help="JSON object merged into the bundle's provenance.")
-@click.option("--device", default="cpu", help="Device for the validation pass.")
+@click.option("--device", type=DEVICE, default="cpu", help="Device for the validation pass.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle folder.")
 def export(run: str, out: str, name: str | None, template: str | None, box_scale: float | None,
            threshold_rule: str, provenance_file: str | None, device: str, overwrite: bool) -> None:
@@ -267,8 +286,8 @@ def export(run: str, out: str, name: str | None, template: str | None, box_scale
 @click.option("--manifest", multiple=True, help="CSV manifest.")
 @click.option("--folders", multiple=True, help="Expression folders.")
 @click.option("--metrics", type=click.Choice(["2020", "2022"]), default="2020", help="ABAW metric definitions.")
-@click.option("--device", default="cpu")
-@click.option("--threads", type=int, default=2)
+@click.option("--device", type=DEVICE, default="cpu")
+@click.option("--threads", type=POSITIVE_INT, default=2)
 @click.option("--cache", help="Folder to cache the decoded images in.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the metrics as JSON here.")
 def evaluate(bundle: str, abaw, split, manifest, folders, metrics, device, threads, cache, json_out) -> None:
@@ -450,9 +469,9 @@ def distill(teacher, video_dirs, val_videos, init_bundle, fps, detector, model, 
 
 @main.command()
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option("--size", type=int, default=40, help="Image size.")
-@click.option("--per-task", type=int, default=3000, help="Training images per single-task set.")
-@click.option("--test", type=int, default=2000, help="Fully labelled validation and test images each.")
+@click.option("--size", type=POSITIVE_INT, default=40, help="Image size.")
+@click.option("--per-task", type=POSITIVE_INT, default=3000, help="Training images per single-task set.")
+@click.option("--test", type=POSITIVE_INT, default=2000, help="Fully labelled validation and test images each.")
 @click.option("--seed", type=int, default=0)
 def synth(out: str, size: int, per_task: int, test: int, seed: int) -> None:
     """Write the procedural benchmark data: three single-task training manifests + labelled val/test."""

@@ -161,8 +161,13 @@ def apply(cfg: TrainConfig, data: dict, where: str = "options") -> TrainConfig:
 
 def load_toml(path: str | Path) -> dict:
     """The settings of a TOML config file (top-level keys = TrainConfig fields, [augment], [loss])."""
-    with open(path, "rb") as f:
-        data = tomllib.load(f)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML ({exc})") from None
     _build(TrainConfig, data, str(path))  # validates the names
     return data
 

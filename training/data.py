@@ -228,8 +228,8 @@ def read_manifest(csv_path: str | Path, images: str | Path | None = None) -> Lab
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f))
-    except UnicodeDecodeError as e:
-        raise DataError(f"{csv_path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{csv_path}: not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x})") from None
     if not rows:
         raise DataError(f"{csv_path}:1: empty manifest (expected a header line)")
     header = [h.strip() for h in rows[0]]
@@ -347,7 +347,10 @@ def _find_set(root: Path, task_dir: str) -> Path | None:
 
 def _read_abaw_file(path: Path, task: str) -> tuple[list[str], np.ndarray]:
     """Header names and values [frames, columns] of one ABAW annotation file; checks every line."""
-    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x})") from None
     if not lines:
         raise DataError(f"{path}:1: empty annotation file (expected a header line)")
     header = [h.strip() for h in lines[0].split(",")]
@@ -367,7 +370,9 @@ def _read_abaw_file(path: Path, task: str) -> tuple[list[str], np.ndarray]:
     values = np.empty((len(lines) - 1, width), np.float32)
     for k, line in enumerate(lines[1:]):
         parts = line.split(",")
-        if len(parts) != width or not line.strip():
+        if not line.strip():
+            raise DataError(f"{path}:{k + 2}: blank line, expected {width} value(s) per frame")
+        if len(parts) != width:
             raise DataError(f"{path}:{k + 2}: {len(parts)} values, expected {width}")
         try:
             row = [float(p) for p in parts]
