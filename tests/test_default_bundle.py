@@ -1,4 +1,5 @@
-"""The shipped offline default: a real FER2013 expression ensemble that fer-annotate uses when nothing is cached."""
+"""The shipped offline default: a real ensemble (expressions learnt from FER+ votes, blendshapes and head pose
+distilled from MediaPipe's landmarker) that fer-annotate uses when nothing is cached."""
 
 import json
 from pathlib import Path
@@ -13,41 +14,37 @@ from fer_annotate.bundle import load_bundle
 from fer_annotate.ensemble import Ensemble
 from fer_annotate.weights import load_registry
 
-FOLDER_TO_EXPR = {"neutral": "neutral", "angry": "anger", "disgust": "disgust", "fear": "fear",
-                  "happy": "happiness", "sad": "sadness", "surprise": "surprise"}
-
 
 @pytest.fixture(scope="module")
 def shipped() -> Path:
     registry = load_registry()
-    assert registry.offline_default == "fer2013-expr"
+    assert registry.offline_default == "ferplus-distilled"
     return registry.location(registry.offline_default)
 
 
 def test_shipped_bundle_verifies_and_is_small(shipped):
     bundle = load_bundle(shipped)
-    assert bundle.tasks == ["EXPR"] and len(bundle.members) == 5
+    assert bundle.tasks == ["EXPR", "BS", "POSE"] and len(bundle.members) == 5 and len(bundle.bs_names) == 52
     assert bundle.input.colour == "gray" and bundle.input.size == 48
     assert sum(p.stat().st_size for p in shipped.iterdir()) < 40 * 2**20
     assert "teacher" in json.dumps(bundle.provenance) and "fer-train" in json.dumps(bundle.provenance)
 
 
-def test_shipped_bundle_recognises_fer2013_validation_faces(shipped, shared_dir):
-    """Real weights, prepared as trained: well above chance on a slice of FER2013 val through the inference path."""
-    val = shared_dir / "data" / "fer2013" / "val"
-    if not val.is_dir():
-        pytest.skip(f"needs {val}")
+def test_shipped_bundle_agrees_with_ferplus_raters(shipped, shared_dir):
+    """Real weights, prepared as trained: the raters' majority on a slice of FER+ validation, through the
+    inference path (the README's figure on all of it is 0.8x; chance is under 0.4)."""
+    from training.data import read_manifest
+
+    folder = shared_dir / "data" / "fer2013"
+    if not (folder / "ferplus_val.csv").is_file():
+        pytest.skip(f"needs {folder / 'ferplus_val.csv'}")
+    table = read_manifest(folder / "ferplus_val.csv", folder / "val").subset(np.arange(0, 3400, 10))
     ensemble = Ensemble(load_bundle(shipped), "cpu")
-    names = ensemble.bundle.expr_names
-    images, labels = [], []
-    for folder, expr in FOLDER_TO_EXPR.items():
-        for path in sorted((val / folder).glob("*"))[:60]:
-            grey = np.asarray(Image.open(path).convert("L"))
-            images.append(np.repeat(grey[None], 3, 0))
-            labels.append(names.index(expr))
-    out = ensemble(torch.from_numpy(np.stack(images)))
-    accuracy = float((out.expr_prob.argmax(1) == np.array(labels)).mean())
-    assert accuracy > 0.5, accuracy
+    images = np.stack([np.repeat(np.asarray(Image.open(p).convert("L"))[None], 3, 0) for p in table.paths])
+    out = ensemble(torch.from_numpy(images))
+    accuracy = float((out.expr_prob.argmax(1) == table.expr).mean())
+    assert accuracy > 0.75, accuracy
+    assert out.bs_prob.shape == (len(table), 52) and out.pose.shape == (len(table), 3)
 
 
 def test_offline_default_is_used_and_said(shipped, torch_home, shared_dir, tmp_path, monkeypatch):
@@ -56,11 +53,12 @@ def test_offline_default_is_used_and_said(shipped, torch_home, shared_dir, tmp_p
     out = tmp_path / "out.csv"
     result = invoke([video, "-o", out])
     assert result.exit_code == 0, result.describe()
-    assert "fer2013-expr" in result.output and "deng2020-cnn is not in the cache" in result.output
+    assert "ferplus-distilled" in result.output and "deng2020-cnn is not in the cache" in result.output
     meta = json.loads(sidecar(out).read_text())
-    assert meta["model"]["bundle"] == "fer2013-expr" and "not in the cache" in meta["model"]["note"]
+    assert meta["model"]["bundle"] == "ferplus-distilled" and "not in the cache" in meta["model"]["note"]
     table = read_table(out)
-    assert {"expression", "expr_happiness", "expr_std"} <= set(table.columns)
+    assert {"expression", "expr_happiness", "expr_std", "bs_jawOpen", "bs_std", "pose_yaw", "pose_std"} <= set(
+        table.columns)
     assert not any(c.startswith("AU") for c in table.columns) and "valence" not in table.columns
     ok = table[table["status"] == "ok"]
     assert len(ok) == len(table) == 72

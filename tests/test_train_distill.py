@@ -53,14 +53,15 @@ def test_distill_video_export_and_annotate(tmp_path, shared_dir, torch_home, lan
     run, bundle = tmp_path / "run", tmp_path / "adapted"
     text = _invoke(["distill", "--teacher", "mediapipe", "--videos", video, "--val-videos", held_out,
                     "--model", landmarker_model, "--fps", "10", "--epochs", "1", "--threads", "1", "--out", run])
-    assert "5 students adapted from fer2013-expr" in text
+    assert "5 students adapted from ferplus-distilled" in text
     faces = list(csv.DictReader((run / "faces" / "labels.csv").open()))
     assert len(faces) >= 20 and all(Image.open(f["path"]).size == (48, 48) for f in faces[:3])
     assert sum(f["pose_yaw"] != "" for f in faces) >= 0.9 * len(faces)
     _invoke(["export", run, "-o", bundle])
     manifest = json.loads((bundle / "bundle.json").read_text())
     assert manifest["tasks"] == ["EXPR", "BS", "POSE"] and len(manifest["bs_names"]) == 52
-    assert manifest["provenance"]["teacher"]["bundle"].endswith("fer2013-expr")
+    assert manifest["provenance"]["students"]["init"].startswith("each student from the matching member")
+    assert manifest["provenance"]["teacher"]["bundle"].endswith("ferplus-distilled")
     out = tmp_path / "out.csv"
     result = invoke([video, "-o", out, "--weights", bundle, "--end", "1"])
     assert result.exit_code == 0, result.output
