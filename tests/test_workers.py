@@ -151,7 +151,9 @@ def test_local_worker_killed_mid_video(shared_dir: Path, torch_home: Path, tmp_p
 
 def test_workers_option_is_checked(corpus: Path, torch_home: Path, tmp_path: Path) -> None:
     result = invoke([corpus, "-o", tmp_path, "--workers", "0"])
-    assert result.exit_code == 1 and "--workers 0: expected a positive number or 'auto'" in result.output
+    assert result.exit_code == 2, result.describe()  # a usage error, checked when the options are parsed
+    assert "Invalid value for '--workers'" in result.output
+    assert "--workers 0: expected a positive number or 'auto'" in result.output
     assert parse_workers("auto") == 0 and parse_workers(None) is None and parse_workers("3") == 3
 
 
