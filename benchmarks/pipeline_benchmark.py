@@ -120,8 +120,8 @@ def readme_passes(folder: Path) -> list[Pass]:
     return [
         Pass("faces: decode + detect + track + table, `blazeface`"),
         Pass("faces, `blazeface-back`", detector="blazeface-back"),
-        Pass("full: shipped `fer2013-expr` (5 small CNNs, 48 px grey), the default run",
-             weights=str(ROOT / "weights" / "fer2013-expr")),
+        Pass("full: shipped `ferplus-distilled` (5 small CNNs, 48 px grey), the default run",
+             weights=str(ROOT / "weights" / "ferplus-distilled")),
         Pass("full: 5-member Caffe ResNet-50 (random weights, the paper's shape), 112 px", weights=paper),
     ]
 

@@ -181,7 +181,7 @@ class BatchCallbacks:
 class Annotator:
     """Loads the detector and the model once; annotates one video or many with the same settings.
 
-        ann = Annotator(weights="fer2013-expr", detector="blazeface", every=2)
+        ann = Annotator(weights="ferplus-teacher", detector="blazeface", every=2)
         df = ann.annotate("a.mp4")
     """
 
