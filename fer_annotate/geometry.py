@@ -143,6 +143,17 @@ def _prepare(image: np.ndarray, min_side: int, pad: float) -> tuple[np.ndarray, 
     return np.ascontiguousarray(image), scale, margin, margin
 
 
+def face_regions(frame: np.ndarray, boxes: np.ndarray, scale: float) -> tuple[list[np.ndarray], np.ndarray]:
+    """Square regions of side `scale` x the longer box side around boxes [K,4], clipped to the frame;
+    returns them and their top-left corners [K,2]."""
+    h, w = frame.shape[:2]
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    half = np.max(boxes[:, 2:] - boxes[:, :2], axis=1, keepdims=True) * scale / 2
+    lo = np.clip(np.floor(centre - half), 0, [w - 1, h - 1]).astype(int)
+    hi = np.maximum(np.clip(np.ceil(centre + half), 0, [w, h]).astype(int), lo + 1)
+    return [frame[y0:y1, x0:x1] for (x0, y0), (x1, y1) in zip(lo, hi, strict=True)], lo
+
+
 def _close_task(task: object) -> None:
     """Close a mediapipe task; at interpreter exit its executor is gone, and the OS frees what is left."""
     try:
@@ -236,12 +247,7 @@ class GeometryStage:
 
     def regions(self, frame: np.ndarray, boxes: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
         """Square regions around boxes [K,4], clipped to the frame; returns them and their top-left corners."""
-        h, w = frame.shape[:2]
-        centre = (boxes[:, :2] + boxes[:, 2:]) / 2
-        half = np.max(boxes[:, 2:] - boxes[:, :2], axis=1, keepdims=True) * self.config.region_scale / 2
-        lo = np.clip(np.floor(centre - half), 0, [w - 1, h - 1]).astype(int)
-        hi = np.maximum(np.clip(np.ceil(centre + half), 0, [w, h]).astype(int), lo + 1)
-        return [frame[y0:y1, x0:x1] for (x0, y0), (x1, y1) in zip(lo, hi, strict=True)], lo
+        return face_regions(frame, boxes, self.config.region_scale)
 
     def __call__(self, frames: np.ndarray, found: "list[Detections]") -> list[list[dict]]:
         """Cells for every detection of a batch of frames [B,H,W,3]; {} where no face was found in the region."""

@@ -33,23 +33,13 @@ class HarvestConfig:
     region_scale: float = 1.6  # the landmarker's region: this many times the detector box, square
 
 
-def _region(frame: np.ndarray, box: np.ndarray, scale: float) -> tuple[np.ndarray, float, float]:
-    """A square region around a box (clipped to the frame) and its top-left corner."""
-    h, w = frame.shape[:2]
-    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    half = scale * max(box[2] - box[0], box[3] - box[1]) / 2
-    x0, y0 = int(max(0, cx - half)), int(max(0, cy - half))
-    x1, y1 = int(min(w, cx + half)), int(min(h, cy + half))
-    return np.ascontiguousarray(frame[y0:y1, x0:x1]), x0, y0
-
-
 def harvest_faces(videos: list[Path], out: Path, spec: InputSpec, config: HarvestConfig, landmarker,
             log=print) -> Path:
     """Write out/<video>/<frame>_<k>.png crops and out/labels.csv (path, video, bs_*, pose_*); returns the CSV.
 
     `landmarker` is a fer_annotate.geometry.Landmarker. Faces it cannot measure keep empty label cells.
     """
-    from fer_annotate.geometry import BLENDSHAPE_COLUMNS, POSE_COLUMNS
+    from fer_annotate.geometry import BLENDSHAPE_COLUMNS, POSE_COLUMNS, face_regions
 
     detector = FaceDetector(DetectorConfig(name=config.detector, score_threshold=config.score_threshold,
                                            min_face=config.min_face))
@@ -73,8 +63,8 @@ def harvest_faces(videos: list[Path], out: Path, spec: InputSpec, config: Harves
             transforms = face_transforms(boxes, keypoints, template)
             frame_idx = np.repeat(np.arange(len(found)), counts)
             crops = warp_crops(frames, frame_idx, transforms, template.size).permute(0, 2, 3, 1).numpy()
-            regions = [_region(batch.frames[f], b, config.region_scale)[0] for f, b in zip(frame_idx, boxes,
-                                                                                          strict=True)]
+            regions = [face_regions(batch.frames[f], b[None], config.region_scale)[0][0]
+                       for f, b in zip(frame_idx, boxes, strict=True)]
             geometry = landmarker(regions)
             rotation = np.degrees(np.arctan2(transforms[:, 1, 0], transforms[:, 0, 0]))
             pose = geometry.pose.copy()
