@@ -13,9 +13,9 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from fer_annotate.bundle import load_bundle, load_members, load_state
+from fer_annotate.lock import Locked, OutputLock
 from fer_annotate.networks import MultitaskNet, NetworkSpec, build_network, ordered_heads
 from training.augment import Normalise, follow_geometry, mirror_permutation, prepare
 from training.config import TrainConfig, from_dict, read_run_config, resolve_normalisation, to_dict
@@ -518,42 +519,6 @@ def member_dirs(run: Path) -> list[Path]:
     return [run / f"round{cfg.rounds}" / f"student{i}" for i in range(1, cfg.students + 1)]
 
 
-@contextmanager
-def _claim(member_out: Path, env: Env) -> Iterator[bool]:
-    """Claim a student for this process with an O_EXCL lock file (pid inside; stale once that pid is gone).
-
-    Yields False while another live process of this machine holds it. Under torchrun every rank trains
-    every student together, so there is nothing to claim.
-    """
-    if env.world > 1:
-        yield True
-        return
-    member_out.mkdir(parents=True, exist_ok=True)
-    lock = member_out / "training.lock"
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text().strip() or 0)
-                os.kill(pid, 0)
-            except (ValueError, ProcessLookupError, FileNotFoundError):
-                lock.unlink(missing_ok=True)  # stale: its process is gone
-                continue
-            except PermissionError:
-                pass
-            yield False
-            return
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
-        try:
-            yield True
-        finally:
-            lock.unlink(missing_ok=True)
-        return
-    yield False
-
-
 def run_students(cfg: TrainConfig, out: str | Path, overwrite: bool = False, log: Log = print) -> dict:
     """Train cfg.students students per round into out/round{r}/student{i}/; round 1 learns from the
     teacher run cfg.teacher, each later round from the previous round's ensemble. Finished students
@@ -573,10 +538,16 @@ def run_students(cfg: TrainConfig, out: str | Path, overwrite: bool = False, log
         while len(members) < cfg.students:
             for i in (i for i in range(1, cfg.students + 1) if i not in members):
                 member_out = out / f"round{r}" / f"student{i}"
-                with _claim(member_out, env) as mine:
-                    if mine or (member_out / "summary.json").is_file():
-                        members[i] = train_member(cfg, member_out, heads, train, val, env,
-                                                  cfg.seed + 1000 * r + i, teacher, log, member=i - 1)
+                train_it = partial(train_member, cfg, member_out, heads, train, val, env, cfg.seed + 1000 * r + i,
+                                   teacher, log, member=i - 1)
+                if env.world > 1 or (member_out / "summary.json").is_file():
+                    members[i] = train_it()  # under torchrun every rank trains every student together
+                    continue
+                try:
+                    with OutputLock(member_out):  # another process of this command may hold it
+                        members[i] = train_it()
+                except Locked:
+                    pass
             if len(members) < cfg.students:
                 time.sleep(5)  # the others are being trained by another process
         members = [members[i] for i in range(1, cfg.students + 1)]
