@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# How the shipped bundle weights/ferplus-distilled was made, step by step (CPU, about 3 hours on 2 cores).
+# How the shipped bundle weights/ferplus-distilled was made, step by step (CPU, about 2 hours on 2 shared cores).
 #
 #   bash benchmarks/ferplus_recipe.sh ../shared WORK_DIR
 #
