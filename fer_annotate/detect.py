@@ -147,7 +147,8 @@ class BlazeFace:
 
     Weights in face-alignment's cache are loaded straight into its network; otherwise face-alignment's
     detector class fetches them. Frames are letterboxed while still uint8 (on CPU) and only the small
-    image is converted to float: converting full frames first cost a third of the detector's time.
+    image is converted to float: converting full frames first cost a third of the detector's time. On CPU
+    the network and its input are channels-last: its depthwise convolutions then ran twice as fast.
     """
 
     def __init__(self, config: DetectorConfig, back: bool):
@@ -171,12 +172,14 @@ class BlazeFace:
                 config.device, back_model=back, min_score_thresh=config.score_threshold))
             self.net = det.face_detector
         self.size = 256 if back else 128
+        self.layout = torch.channels_last if torch.device(config.device).type == "cpu" else torch.contiguous_format
+        self.net = self.net.to(memory_format=self.layout)
 
     def __call__(self, frames: torch.Tensor) -> list[Detections]:
         if frames.device.type != "cpu":  # uint8 resampling is a CPU kernel
             frames = frames.float()
         small, scale = _letterbox(frames, self.size)
-        preds = self.net.predict_on_batch(small.float().clamp(0, 255))
+        preds = self.net.predict_on_batch(small.float().clamp(0, 255).contiguous(memory_format=self.layout))
         out = []
         for p in preds:
             p = p.detach().cpu().numpy().reshape(-1, 17)

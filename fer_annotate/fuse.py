@@ -8,9 +8,17 @@ A pair is folded only where the network's structure says the convolution feeds t
 directly: consecutive children of an `nn.Sequential` (SmallCNN, torchvision's Conv-BN-activation
 blocks and projections), `X` and `X_bn` (the Caffe ResNet-50), `convN` and `bnN` (torchvision ResNet
 blocks and stem). `tests/test_fuse.py` checks every backbone's outputs before and after.
+
+On CPU a member can further be traced and frozen for oneDNN (`fuse_for_cpu`): convolutions then carry
+their ReLU and residual additions as post-ops and weights are pre-packed, which made a Caffe ResNet-50
+member 33 % faster and the small CNN 12 % (batch 16, one thread). Tracing costs about 0.1 s per small
+member and 1-2 s per ResNet-50, so the ensemble does it only once a run has shown it is long enough.
 """
 
-from torch import nn
+import warnings
+
+import torch
+from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
@@ -48,3 +56,49 @@ def fold_batchnorm(net: nn.Module) -> int:
             setattr(parent, bn_name, nn.Identity())
             folded += 1
     return folded
+
+
+class _Hidden(nn.Module):
+    """A member's `forward_hidden` as its forward, so that tracing records both outputs."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        return self.net.forward_hidden(x)
+
+
+class Traced(nn.Module):
+    """A traced, frozen member with the eager member's `forward_hidden` interface."""
+
+    def __init__(self, module: torch.jit.ScriptModule):
+        super().__init__()
+        self.module = module
+
+    def forward_hidden(self, x: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        logits, hidden = self.module(x)
+        return dict(logits), dict(hidden)
+
+
+def fuse_for_cpu(net: nn.Module, example: Tensor, atol: float = 1e-4) -> nn.Module:
+    """The member traced with `example` (a CPU input batch), frozen and optimised for oneDNN inference.
+
+    Returns the eager member unchanged where tracing fails or the traced outputs differ from the eager
+    ones by more than atol on the example (the check keeps a network that tracing cannot express exactly
+    from being swapped in).
+    """
+    try:
+        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")  # TorchScript's deprecation and tracer notes
+            example = example.clone()
+            traced = torch.jit.trace(_Hidden(net), example, strict=False, check_trace=False)
+            module = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+            fused = Traced(module)
+            want, got = net.forward_hidden(example), fused.forward_hidden(example)
+        for a, b in zip((*want[0].values(), *want[1].values()), (*got[0].values(), *got[1].values()), strict=True):
+            if a.shape != b.shape or not torch.allclose(a.float(), b.float(), atol=atol, rtol=0):
+                return net
+    except Exception:  # any tracing failure keeps the eager network, which is correct
+        return net
+    return fused

@@ -5,8 +5,10 @@ import pytest
 import torch
 from bundle_factory import make_random_bundle
 
+import fer_annotate.ensemble as ensemble_module
 from fer_annotate.bundle import load_bundle, load_members
 from fer_annotate.ensemble import Ensemble, EnsembleOutput, combine, decide
+from fer_annotate.fuse import Traced
 
 
 def test_combine_mean_and_spread_of_constructed_members():
@@ -129,3 +131,17 @@ def test_geometry_heads_columns_and_roll_of_rotated_crops(tmp_path):
     stage.geometry_columns = False  # the landmarker measures them instead
     assert not any(c.startswith(("bs_", "pose_")) for c in stage.schema().columns)
     assert not any(c.startswith(("bs_", "pose_")) for c in stage.columns(turned[1]))
+
+
+def test_cpu_members_are_fused_once_a_run_is_long_and_answers_stay(tmp_path, monkeypatch):
+    monkeypatch.setattr(ensemble_module, "FUSE_AFTER_SECONDS", 1e-9)
+    path = make_random_bundle(tmp_path / "f", "small_cnn", members=2, input_size=32)
+    ens = Ensemble(load_bundle(path), "cpu")
+    crops = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
+    first = ens(crops)
+    assert not ens.fused and not any(isinstance(net, Traced) for net in ens.cnns)
+    ens(crops)  # the members have now run longer than FUSE_AFTER_SECONDS: fused before this batch
+    assert ens.fused and all(isinstance(net, Traced) for net in ens.cnns)
+    again = ens(crops)
+    for name in ("au_prob", "au_std", "expr_prob", "valence", "arousal_std"):
+        np.testing.assert_allclose(getattr(again, name), getattr(first, name), atol=1e-5)
