@@ -163,11 +163,25 @@ class Ensemble:
         parts = [self._run(crops[i : i + self.max_batch]) for i in range(0, len(crops), self.max_batch)]
         return parts[0] if len(parts) == 1 else EnsembleOutput.concat(parts)
 
+    def fuse(self, example: Tensor | None = None) -> None:
+        """Swap the CPU members for their traced, oneDNN-fused versions now (normally done after
+        FUSE_AFTER_SECONDS); example is a preprocessed input batch (default: 16 random crops)."""
+        if self.fused:
+            return
+        if example is None:
+            size, channels = self.bundle.input.size, self.bundle.network.in_channels
+            generator = torch.Generator().manual_seed(0)
+            example = torch.randn(16, channels, size, size, generator=generator)
+            example = example.contiguous(memory_format=torch.channels_last)
+        self.cnns = [fuse_for_cpu(net, example) for net in self.cnns]
+        if not self.temporal:  # the eager members are no longer needed: free their weights
+            self.members = self.cnns
+        self.fused = True
+
     def _run(self, crops: Tensor) -> EnsembleOutput:
         x = self.preprocess(crops)
         if not self.fused and self.busy_s >= FUSE_AFTER_SECONDS:
-            self.cnns = [fuse_for_cpu(net, x) for net in self.cnns]
-            self.fused = True
+            self.fuse(x)
         logits, hidden = [], []
         start = time.perf_counter()
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):

@@ -89,7 +89,8 @@ class FrameFinder:
         scheduled = [j for j in range(len(frames)) if (first + j) % cfg.every == 0 or cut[j]]
         found: dict[int, Detections] = {}
         if scheduled:
-            found = dict(zip(scheduled, self.detector(frames[scheduled]), strict=True))
+            picked = frames.index_select(0, torch.tensor(scheduled, device=frames.device))  # 9x frames[list]
+            found = dict(zip(scheduled, self.detector(picked), strict=True))
             self.detected += len(scheduled)
         out = []
         for j, t in enumerate(times):
