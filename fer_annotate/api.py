@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fer_annotate.jobs import Job, JobReport, plan_jobs
+from fer_annotate.jobs import Job, JobError, JobReport, output_format, plan_jobs
 from fer_annotate.output import is_complete, output_suffix
 from fer_annotate.pipeline import AnnotateConfig
 from fer_annotate.sparse import DETECT_EVERY, SparseConfig
@@ -236,7 +236,7 @@ class Annotator:
 
         Videos whose complete output exists are skipped unless `overwrite`; a video's failure is recorded
         in the report and the others go on. With `render_dir`, each complete output also gets an overlay
-        video there (same relative path, `.mp4`).
+        video there (same relative path, `.overlay.mp4`).
         """
         jobs = plan_jobs([Path(p) for p in inputs], Path(output), self.config.fmt)
         return self.run_jobs(jobs, Path(output), overwrite, render_dir, callbacks, arguments)
@@ -327,6 +327,11 @@ def annotate(video_or_list: str | Path | Sequence[str | Path], output: str | Pat
     if single and output_dir is None:
         if workers is not None or ray is not None:
             raise TypeError("workers and ray spread a batch (give output_dir)")
+        if output is not None:  # the suffix decides the format, as on the command line
+            try:
+                options["fmt"] = output_format([Path(video_or_list)], Path(output), options.get("fmt"))
+            except JobError as exc:
+                raise ValueError(str(exc).removeprefix("-o ")) from None
         ann = Annotator(weights, smooth, threads=threads, **options)
         return ann.annotate(video_or_list, output, overwrite=True, render=render)
     if output_dir is None:

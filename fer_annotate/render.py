@@ -55,14 +55,15 @@ def face_colour(face_id: int) -> tuple[int, int, int]:
 
 
 def render_path(table: Path, output_root: Path, render_dir: Path) -> Path:
-    """Where the overlay of `table` goes in `render_dir`: its path relative to the output folder, as .mp4."""
+    """Where the overlay of `table` goes in `render_dir`: its path relative to the output folder, the table's
+    suffix replaced by `.overlay.mp4` (`clip.mp4.csv` -> `clip.mp4.overlay.mp4`: never a source video's name)."""
     try:
         rel = table.relative_to(output_root)
     except ValueError:
         rel = Path(table.name)
     if rel == Path("."):
         rel = Path(table.name)
-    return render_dir / rel.with_suffix(".mp4")
+    return render_dir / rel.with_suffix(".overlay.mp4")
 
 
 @dataclass

@@ -104,6 +104,11 @@ def test_api_dataframe_equals_cli_table(video: Path, bundle: Path, tmp_path: Pat
     assert parquet.is_file() and sidecar(parquet).is_file()
     pd.testing.assert_frame_equal(pq, cli, check_categorical=False, atol=1e-5)
     assert pq.dtypes.astype(str).to_dict() == cli.dtypes.astype(str).to_dict()
+    implied = tmp_path / "implied.parquet"  # the suffix decides the format, as with -o
+    annotate(video, implied, weights=str(bundle), detector="blazeface", end=1)
+    assert implied.read_bytes()[:4] == b"PAR1"
+    with pytest.raises(ValueError, match=r"implied\.csv is a csv file name but --format is parquet"):
+        annotate(video, tmp_path / "implied.csv", weights=str(bundle), detector="blazeface", end=1, fmt="parquet")
 
 
 @pytest.mark.slow

@@ -31,7 +31,7 @@ def annotated(shared_dir: Path, torch_home: Path, tmp_path_factory: pytest.TempP
     result = invoke([video, "-o", table, "--weights", bundle, "--detector", "blazeface", "--every", EVERY,
                      "--end", END_S, "--render", root / "renders"])
     assert result.exit_code == 0, result.describe()
-    return {"video": video, "table": table, "overlay": root / "renders" / "single.mp4", "root": root}
+    return {"video": video, "table": table, "overlay": root / "renders" / "single.overlay.mp4", "root": root}
 
 
 def decode(path: Path) -> tuple[list[float], list[np.ndarray], list[str]]:
