@@ -4,9 +4,10 @@
 
 Each pair runs interleaved (before, after, before, after, ...) in this process, timed in process CPU
 time so that other load on the machine disturbs it little; medians are printed with after/before.
-Pairs: BlazeFace on a batch of 16 fixture frames with the letterbox in float (the old order) or in uint8
-(now); each shipped/paper-shape bundle's members on a batch of 16 crops plain float32, with BatchNorm
-folded, with channels-last, and with both (now).
+Pairs: BlazeFace on a batch of 16 fixture frames with the letterbox in float (the old order), in uint8,
+and in uint8 with a channels-last network (now); each shipped/paper-shape bundle's members on a batch of 16
+crops plain float32, with BatchNorm folded, with channels-last, with both (a short run), and traced and
+fused for oneDNN on top (a run once its members have run 10 s).
 """
 
 import argparse
@@ -28,7 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from fer_annotate.bundle import load_bundle, load_members  # noqa: E402
 from fer_annotate.detect import DetectorConfig, FaceDetector, _letterbox  # noqa: E402
-from fer_annotate.fuse import fold_batchnorm  # noqa: E402
+from fer_annotate.fuse import fold_batchnorm, fuse_for_cpu  # noqa: E402
 from fer_annotate.video import Video  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
@@ -54,7 +55,9 @@ def interleaved(cases: dict[str, Callable[[], object]], repeat: int) -> dict[str
 
 def detector_cases() -> dict[str, Callable[[], object]]:
     detector = FaceDetector(DetectorConfig())
-    net, size = detector.impl.net, detector.impl.size
+    size = detector.impl.size
+    net = copy.deepcopy(detector.impl.net).to(memory_format=torch.contiguous_format)
+    net_cl = detector.impl.net.to(memory_format=torch.channels_last)
     frames = torch.from_numpy(next(Video(VIDEO).batches(np.arange(16), 16)).frames).permute(0, 3, 1, 2)
 
     def float_first() -> object:  # the order before: the whole frame to float, then resample
@@ -63,10 +66,15 @@ def detector_cases() -> dict[str, Callable[[], object]]:
 
     def uint8_first() -> object:
         small, _ = _letterbox(frames, size)
-        return net.predict_on_batch(small.float())
+        return net.predict_on_batch(small.float().contiguous())
+
+    def channels_last() -> object:
+        small, _ = _letterbox(frames, size)
+        return net_cl.predict_on_batch(small.float().contiguous(memory_format=torch.channels_last))
 
     return {"BlazeFace, 16 frames: float then letterbox (before)": float_first,
-            "BlazeFace, 16 frames: letterbox uint8 then float (after)": uint8_first}
+            "BlazeFace, 16 frames: letterbox uint8 then float": uint8_first,
+            "BlazeFace, 16 frames: and channels-last network (after)": channels_last}
 
 
 def member_cases(bundle_path: Path, name: str) -> dict[str, Callable[[], object]]:
@@ -81,16 +89,18 @@ def member_cases(bundle_path: Path, name: str) -> dict[str, Callable[[], object]
         "plain float32 (before)": (plain, False),
         "BatchNorm folded": (folded, False),
         "channels-last": ([copy.deepcopy(m).to(memory_format=torch.channels_last) for m in plain], True),
-        "folded + channels-last (after)": ([copy.deepcopy(m).to(memory_format=torch.channels_last)
-                                            for m in folded], True),
+        "folded + channels-last": ([copy.deepcopy(m).to(memory_format=torch.channels_last) for m in folded], True),
     }
+    example = x.contiguous(memory_format=torch.channels_last)
+    variants["and fused for oneDNN (after, runs past 10 s)"] = (
+        [fuse_for_cpu(m, example) for m in variants["folded + channels-last"][0]], True)
 
     def run(nets: list, cl: bool) -> Callable[[], object]:
         inp = x.contiguous(memory_format=torch.channels_last) if cl else x
 
         def go() -> object:
             with torch.inference_mode():
-                return [n(inp) for n in nets]
+                return [n.forward_hidden(inp) for n in nets]
         return go
 
     return {f"{name}, 16 crops: {label}": run(nets, cl) for label, (nets, cl) in variants.items()}
