@@ -98,9 +98,10 @@ def build_config(*, check_device: bool = True, **options: object) -> AnnotateCon
         top[part] = dataclasses.replace(getattr(config, part), **values)
     config = dataclasses.replace(config, **top)
     if options.get("confirm_score") is None:
-        from fer_annotate.detect import CONFIRM_SCORE
+        from fer_annotate.detect import AUTO, CONFIRM_SCORE
 
-        config.tracker.confirm_score = CONFIRM_SCORE.get(config.detector.name, config.tracker.confirm_score)
+        name = config.detector.name  # "auto" picks the detector, and its score, per input (pipeline)
+        config.tracker.confirm_score = None if name == AUTO else CONFIRM_SCORE.get(name, config.tracker.confirm_score)
     return config
 
 
@@ -274,9 +275,11 @@ def _render_outputs(jobs: list[Job], output: Path, render_dir: str | Path | None
                     report: JobReport, cb: BatchCallbacks) -> JobReport:
     """An overlay per complete output into `render_dir` (nothing when None); failures join the report."""
     if render_dir is not None:
+        from fer_annotate.still import is_image
+
         failed = {id(job) for job, _ in report.failed}
         for job in jobs:
-            if id(job) not in failed:
+            if id(job) not in failed and not is_image(job.video):  # overlays are drawn on videos only
                 _render_job(job, Path(output), Path(render_dir), overwrite, report, cb)
     return report
 

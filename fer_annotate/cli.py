@@ -24,7 +24,7 @@ from fer_annotate.cli_types import (
 )
 from fer_annotate.cli_view import plot, render, summary
 from fer_annotate.cli_weights import weights
-from fer_annotate.detect import DETECTORS, DetectorError
+from fer_annotate.detect import AUTO, DETECTORS, DetectorError
 from fer_annotate.geometry import GeometryError
 from fer_annotate.jobs import Job, JobError, JobReport, output_format, plan_jobs
 from fer_annotate.output import FORMATS
@@ -64,11 +64,13 @@ def main() -> None:
 @click.option("--weights", default=None, metavar="NAME|PATH",
               help="Weights bundle (registry name or folder); 'none' for faces only. Default: the paper's "
                    "ensemble if cached, else the shipped offline bundle.")
-@click.option("--detector", type=click.Choice(DETECTORS), default="blazeface", show_default=True,
-              help="blazeface: faces over ~1/10 of the frame (webcam, interviews); blazeface-back: smaller faces, "
-                   "groups; sfd, retinaface: most accurate, weights downloaded on first use; dlib: HOG, CPU.")
+@click.option("--detector", type=click.Choice((AUTO, *DETECTORS)), default=AUTO, show_default=True,
+              help="auto: blazeface for videos, blazeface-back for still images; blazeface: faces over ~1/10 of "
+                   "the frame (webcam, interviews); blazeface-back: smaller faces, groups; sfd, retinaface: most "
+                   "accurate, weights downloaded on first use; dlib: HOG, CPU.")
 @click.option("--score-threshold", type=PROBABILITY, default=0.5, show_default=True, help="Minimum detector score.")
-@click.option("--min-face", type=NON_NEGATIVE, default=20.0, show_default=True, help="Minimum face side in pixels.")
+@click.option("--min-face", type=NON_NEGATIVE, default=None,
+              help="Minimum face side in pixels.  [default: 20, at most a tenth of the frame's shorter side]")
 @click.option("--start", type=FINITE, default=None, help="Start time in seconds (container time).")
 @click.option("--end", type=FINITE, default=None, help="End time in seconds (exclusive).")
 @click.option("--every", type=POSITIVE_INT, default=1, show_default=True, help="Annotate every Nth frame.")

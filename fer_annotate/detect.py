@@ -7,7 +7,7 @@ face-alignment's cache, `$TORCH_HOME/hub/checkpoints`, downloaded by it on first
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -16,10 +16,23 @@ import torch
 import torch.nn.functional as F
 
 DETECTORS = ("blazeface", "blazeface-back", "sfd", "retinaface", "dlib")
+# "auto": BlazeFace's front model for videos (close faces, fast), its back model for still images (photos
+# hold more and smaller faces, and one frame makes speed moot).
+AUTO = "auto"
+# The default minimum face side: MIN_FACE pixels, at most MIN_FACE_FRACTION of the frame's shorter side (in a
+# 128 px photo of a group, 16 px is a face). A min_face given explicitly is used as is.
+MIN_FACE, MIN_FACE_FRACTION = 20.0, 0.1
 # Mean score a new track's first hits need before it gets an id (per detector: their scores differ in scale).
 # BlazeFace values measured on the fixture videos: real faces score 0.71-0.95 (front) and 0.57-0.91 (back),
 # false positives on the no-face title card 0.50-0.68 (see README, "Detectors").
 CONFIRM_SCORE = {"blazeface": 0.8, "blazeface-back": 0.6, "sfd": 0.8, "retinaface": 0.8, "dlib": 0.5}
+
+
+def resolve_detector(name: str, still: bool) -> str:
+    """The detector to run on one input: `name`, or for "auto" the BlazeFace model that suits it."""
+    if name != AUTO:
+        return name
+    return "blazeface-back" if still else "blazeface"
 
 
 class DetectorError(Exception):
@@ -28,11 +41,12 @@ class DetectorError(Exception):
 
 @dataclass
 class DetectorConfig:
-    """Which detector and how strict: score threshold, minimum face side in original pixels."""
+    """Which detector ("auto" or one of DETECTORS) and how strict: score threshold, minimum face side in
+    original pixels (None: MIN_FACE, at most MIN_FACE_FRACTION of the frame's shorter side)."""
 
-    name: str = "blazeface"
+    name: str = AUTO
     score_threshold: float = 0.5
-    min_face: float = 20.0
+    min_face: float | None = None
     max_side: int = 640
     device: str = "cpu"
 
@@ -276,6 +290,7 @@ class FaceDetector:
     """The chosen detector plus the score and minimum-size filters, on batches of RGB frames."""
 
     def __init__(self, config: DetectorConfig):
+        config = replace(config, name=resolve_detector(config.name, still=False))
         if config.name not in DETECTORS:
             raise DetectorError(f"unknown detector {config.name!r}; choose one of {', '.join(DETECTORS)}")
         self.config = config
@@ -294,6 +309,9 @@ class FaceDetector:
             frames = torch.from_numpy(frames)
         frames = frames.to(self.config.device)
         h, w = frames.shape[1:3]
+        min_face = self.config.min_face
+        if min_face is None:
+            min_face = min(MIN_FACE, MIN_FACE_FRACTION * min(h, w))
         with torch.inference_mode():
             found = self.impl(frames.permute(0, 3, 1, 2))
         out = []
@@ -301,6 +319,6 @@ class FaceDetector:
             d.boxes[:, [0, 2]] = d.boxes[:, [0, 2]].clip(0, w)
             d.boxes[:, [1, 3]] = d.boxes[:, [1, 3]].clip(0, h)
             side = np.minimum(d.boxes[:, 2] - d.boxes[:, 0], d.boxes[:, 3] - d.boxes[:, 1])
-            keep = (d.scores >= self.config.score_threshold) & (side >= self.config.min_face)
+            keep = (d.scores >= self.config.score_threshold) & (side >= min_face)
             out.append(d.select(keep))
         return out

@@ -23,7 +23,7 @@ import torch
 from fer_annotate import __version__
 from fer_annotate.align import face_transforms, warp_crops
 from fer_annotate.bundle import InputSpec
-from fer_annotate.detect import Detections, DetectorConfig, FaceDetector
+from fer_annotate.detect import CONFIRM_SCORE, Detections, DetectorConfig, FaceDetector, resolve_detector
 from fer_annotate.geometry import GeometryConfig, GeometryStage
 from fer_annotate.model import ModelStage, crop_template
 from fer_annotate.output import TableSchema, TableWriter, sidecar_path, source_record, write_sidecar
@@ -169,13 +169,21 @@ class Annotator:
 
     def __init__(self, config: AnnotateConfig, model: ModelStage | None = None):
         self.config = config
-        self.detector = FaceDetector(config.detector)
+        self.detectors: dict[str, FaceDetector] = {}
+        self.detector = self.detector_for(still=False)  # built now, so that missing weights fail before any input
         self.model = model
         # Without a model (--weights none) crops for --save-crops use the default 112 px input spec.
         self.template = model.template if model is not None else crop_template(InputSpec(size=112))
         self.geometry = GeometryStage(config.geometry) if config.geometry is not None else None
         if self.geometry is not None and model is not None:
             model.geometry_columns = False  # the landmarker's measurements take the bs_*/pose_* columns
+
+    def detector_for(self, still: bool) -> FaceDetector:
+        """The detector for a video or a still image (they differ with "auto"), built on first use."""
+        name = resolve_detector(self.config.detector.name, still)
+        if name not in self.detectors:
+            self.detectors[name] = FaceDetector(replace(self.config.detector, name=name))
+        return self.detectors[name]
 
     def schema(self) -> TableSchema:
         schema = self.model.schema() if self.model is not None else TableSchema()
@@ -239,7 +247,7 @@ class Annotator:
             "versions": _versions(),
             "arguments": arguments or {},
             "config": json.loads(json.dumps(asdict(cfg), default=str)),
-            "detector": cfg.detector.name,
+            "detector": resolve_detector(cfg.detector.name, video.still),
             "device": cfg.device,
             "torch_threads": torch.get_num_threads(),
             "model": self.model.describe() if self.model is not None else None,
@@ -267,13 +275,19 @@ class Annotator:
         self, video: Video, indices: np.ndarray, writer: TableWriter, on_frames: Callable[[int, int], None] | None
     ) -> dict:
         cfg = self.config
-        tracker = Tracker(cfg.tracker)
+        detector = self.detector_for(video.still)
+        track_cfg = cfg.tracker
+        if track_cfg.confirm_score is None:  # --detector auto: the score the chosen detector needs
+            track_cfg = replace(track_cfg, confirm_score=CONFIRM_SCORE[detector.config.name])
+        if video.still:  # one frame: a face gets its id from its single detection
+            track_cfg = replace(track_cfg, min_hits=1)
+        tracker = Tracker(track_cfg)
         stages = dict.fromkeys(("decode", "detect", "align", "model", "track", "write"), 0.0)
         if self.geometry is not None:
             stages["geometry"] = 0.0
         pending: dict[int, _Frame] = {}
         emitter = _Emitter(Path(video.path).stem, self.model, writer, stages)
-        finder = FrameFinder(self.detector, cfg.sparse)
+        finder = FrameFinder(detector, cfg.sparse)
         done = 0
         tic = time.perf_counter()
         batch_size = frames_per_batch(cfg.batch_size, cfg.max_frame_bytes, video.info.width, video.info.height)

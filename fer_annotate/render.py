@@ -232,8 +232,11 @@ def _fade(panel: Image.Image) -> Image.Image:
 
 def check_belongs(video: Path, table: Path, meta: dict) -> None:
     """The table's sidecar must describe this video (frame count and size); raises RenderError."""
+    from fer_annotate.still import is_image
     from fer_annotate.video import Video
 
+    if is_image(video):
+        raise RenderError(f"{video}: a still image; overlays are drawn on videos (the table has its boxes)")
     info = Video(video).info
     recorded = meta.get("video") or {}
     ours = (info.n_frames, info.width, info.height)

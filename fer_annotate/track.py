@@ -23,7 +23,7 @@ class TrackerConfig:
     """Association and life-cycle settings."""
 
     min_hits: int = 3
-    confirm_score: float = 0.0
+    confirm_score: float | None = 0.0  # None: the detector's (detect.CONFIRM_SCORE), set per input by the pipeline
     max_misses: int = 10
     iou_threshold: float = 0.2
     max_centre_shift: float = 0.6

@@ -1,5 +1,7 @@
 """Decode a video with decord: frames in batches, container timestamps, time window and sampling.
 
+Still images (`still.py`) open as one-frame videos at time 0.
+
 Timestamps are the presentation timestamps decord reads from the container (the start of each frame),
 never index / fps, so variable-frame-rate video gets exact times.
 """
@@ -13,6 +15,8 @@ from pathlib import Path
 
 import decord
 import numpy as np
+
+from fer_annotate.still import IMAGE_EXTENSIONS, StillError, StillImage, is_image
 
 decord.logging.set_level(decord.logging.QUIET)
 
@@ -119,7 +123,8 @@ def _decord_mishandles(exc: Exception, logs: list[str]) -> bool:
 
 
 class Video:
-    """Container timestamps and batched, sampled frame access (decord; PyAV where decord mishandles a size)."""
+    """Container timestamps and batched, sampled frame access (decord; PyAV where decord mishandles a size;
+    torchvision for still images, as one frame at time 0)."""
 
     def __init__(self, path: str | Path, threads: int = 0):
         """Open a video; `threads` is decord's decoder thread count (0: ffmpeg's choice, one per core)."""
@@ -128,20 +133,9 @@ class Video:
         if problem is not None:
             raise VideoError(f"{self.path}: {problem}")
         self._reader = self._fallback = None
-        with _captured_stderr() as logs:
-            try:
-                self._reader = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=threads)
-                n = len(self._reader)
-                stamps = self._reader.get_frame_timestamp(range(n)) if n else np.zeros((0, 2))
-                first = self._reader.get_batch([0]).asnumpy().shape[1:] if n else (0, 0, 3)
-                avg_fps = float(self._reader.get_avg_fps())
-                self._reader.seek(0)
-            except Exception as exc:  # decord raises DECORDError / RuntimeError with multi-line logs
-                if not _decord_mishandles(exc, logs):
-                    raise VideoError(f"{self.path}: {_reason(exc, logs)}") from None
-                self._reader = None
-        if self._reader is None:
-            n, stamps, first, avg_fps = self._open_fallback()
+        self._threads = threads
+        self.still = is_image(path)
+        n, stamps, first, avg_fps = self._open_still() if self.still else self._open_decord()
         if n == 0:
             raise VideoError(f"{self.path}: no video frames")
         self.times = np.asarray(stamps[:, 0], dtype=np.float64)
@@ -155,6 +149,31 @@ class Video:
             avg_fps=avg_fps,
             duration_s=float(stamps[-1, 1] - stamps[0, 0]) if n else 0.0,
         )
+
+    def _open_decord(self) -> tuple[int, np.ndarray, tuple[int, int, int], float]:
+        with _captured_stderr() as logs:
+            try:
+                self._reader = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=self._threads)
+                n = len(self._reader)
+                stamps = self._reader.get_frame_timestamp(range(n)) if n else np.zeros((0, 2))
+                first = self._reader.get_batch([0]).asnumpy().shape[1:] if n else (0, 0, 3)
+                avg_fps = float(self._reader.get_avg_fps())
+                self._reader.seek(0)
+            except Exception as exc:  # decord raises DECORDError / RuntimeError with multi-line logs
+                if not _decord_mishandles(exc, logs):
+                    raise VideoError(f"{self.path}: {_reason(exc, logs)}") from None
+                self._reader = None
+        if self._reader is None:
+            return self._open_fallback()
+        return n, stamps, first, avg_fps
+
+    def _open_still(self) -> tuple[int, np.ndarray, tuple[int, int, int], float]:
+        try:
+            self._fallback = StillImage(self.path)
+        except StillError as exc:
+            raise VideoError(f"{self.path}: {exc}") from None
+        fb = self._fallback
+        return len(fb), fb.stamps, (fb.height, fb.width, 3), fb.avg_fps
 
     def _open_fallback(self) -> tuple[int, np.ndarray, tuple[int, int, int], float]:
         try:
@@ -203,5 +222,6 @@ class Video:
 
 
 def find_videos(root: Path) -> list[Path]:
-    """Video files under a folder, recursively, by extension, in a stable order."""
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+    """Video and image files under a folder, recursively, by extension, in a stable order."""
+    media = VIDEO_EXTENSIONS + IMAGE_EXTENSIONS
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in media)
