@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# How the shipped bundle weights/ferplus-distilled was made, step by step (CPU, about 2 hours on 2 shared cores).
+# How the shipped bundle weights/ferplus-distilled was made, step by step (CPU: about 4 hours on 2 cores).
 #
 #   bash benchmarks/ferplus_recipe.sh ../shared WORK_DIR
 #
@@ -52,8 +52,9 @@ fer-train teacher --manifest "$W/ferplus_train_mp.csv" --val-manifest "$W/ferplu
   --balance EXPR --epochs 5 --seed 1 --out "$W/runs/abl_balance"
 
 # 5. Five students from scratch, distilled from the teacher (soft labels on every head + votes and the
-#    landmarker's targets as ground truth); two processes share the students.
-STUDENTS=(student --teacher "$W/runs/teacher" --students 5 --epochs 4 --lr 2e-3 --schedule onecycle
+#    landmarker's targets as ground truth), 10 epochs each; two processes share the students (more
+#    processes may share them too: each claims an unclaimed or abandoned student, interrupted ones resume).
+STUDENTS=(student --teacher "$W/runs/teacher" --students 5 --epochs 10 --lr 2e-3 --schedule onecycle
   --threads 1 --out "$W/runs/students")
 fer-train "${STUDENTS[@]}" & fer-train "${STUDENTS[@]}"; wait
 

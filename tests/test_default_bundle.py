@@ -43,7 +43,7 @@ def test_shipped_bundle_agrees_with_ferplus_raters(shipped, shared_dir):
     images = np.stack([np.repeat(np.asarray(Image.open(p).convert("L"))[None], 3, 0) for p in table.paths])
     out = ensemble(torch.from_numpy(images))
     accuracy = float((out.expr_prob.argmax(1) == table.expr).mean())
-    assert accuracy > 0.75, accuracy
+    assert accuracy > 0.78, accuracy  # 0.806 measured for v2 (0.819 on all 3,475)
     assert out.bs_prob.shape == (len(table), 52) and out.pose.shape == (len(table), 3)
 
 
