@@ -134,15 +134,19 @@ def plot_table(df: pd.DataFrame, output: str | Path | None = None, options: Plot
                              fontsize=9, loc="left")
             _PANELS[kind](ax, s, exprs, aus, pose, first=face is faces_by_id[0])
             ax.tick_params(labelsize=7, labelbottom=(j == len(panels) - 1))
-        axes[k - 1].set_xlabel("time (s)", fontsize=8)
+        axes[k - 1].set_xlabel("time (s)" if summary["frames_sampled"] > 1 else "one frame (a still image)",
+                               fontsize=8)
     _summary_panel(axes[k], faces, exprs)
     return _save(fig, output, opt)
 
 
 def _expr(ax, s: Series, exprs, aus, pose, first: bool) -> None:
     ys = [s.values[f"expr_{n}"] for n in exprs]
-    ax.stackplot(s.times, ys, colors=[EXPR_COLOURS.get(n, None) for n in exprs], labels=exprs, linewidth=0,
-                 step="post" if len(s.times) < 200 else None)
+    x, step = s.times, None
+    if len(s.times) < 200:  # each sample drawn over its own frame time, the last one (or a still's only one) too
+        x, step = s.edges, "post"
+        ys = [np.append(y, y[-1]) for y in ys]
+    ax.stackplot(x, ys, colors=[EXPR_COLOURS.get(n, None) for n in exprs], labels=exprs, linewidth=0, step=step)
     ax.set_ylim(0, 1)
     ax.set_ylabel("expression", fontsize=8)
     if first:
@@ -162,7 +166,7 @@ def _au(ax, s: Series, exprs, aus, pose, first: bool) -> None:
 def _va(ax, s: Series, exprs, aus, pose, first: bool) -> None:
     for name, colour in (("valence", "#2ca02c"), ("arousal", "#d62728")):
         mean, sd = s.values[name], s.values[f"{name}_std"]
-        ax.plot(s.times, mean, color=colour, linewidth=0.9, label=name)
+        ax.plot(s.times, mean, color=colour, linewidth=0.9, label=name, marker=_marker(s))
         ax.fill_between(s.times, mean - sd, mean + sd, color=colour, alpha=0.25, linewidth=0)
     ax.axhline(0, color="#888888", linewidth=0.5)
     ax.set_ylim(-1.05, 1.05)
@@ -173,16 +177,21 @@ def _va(ax, s: Series, exprs, aus, pose, first: bool) -> None:
 
 def _pose(ax, s: Series, exprs, aus, pose, first: bool) -> None:
     for name in pose:
-        ax.plot(s.times, s.values[name], linewidth=0.9, label=name.removeprefix("pose_"))
+        ax.plot(s.times, s.values[name], linewidth=0.9, label=name.removeprefix("pose_"), marker=_marker(s))
     ax.set_ylabel("pose (deg)", fontsize=8)
     if first:
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
 
 
 def _seen(ax, s: Series, exprs, aus, pose, first: bool) -> None:
-    ax.plot(s.times, s.values["score"], linewidth=0.9, color="#1f77b4")
+    ax.plot(s.times, s.values["score"], linewidth=0.9, color="#1f77b4", marker=_marker(s))
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("detector score", fontsize=8)
+
+
+def _marker(s: Series) -> str | None:
+    """A dot where there is a single sample (a still image): a line through one point is invisible."""
+    return "o" if len(s.times) == 1 else None
 
 
 _PANELS = {"expr": _expr, "au": _au, "va": _va, "pose": _pose, "seen": _seen}

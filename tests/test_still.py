@@ -107,3 +107,17 @@ def test_a_folder_of_photos_and_a_video_with_render(shared_dir: Path, torch_home
     assert (pd.read_csv(out / "group.jpg.csv")["status"] == "ok").sum() == 5
     assert (out / "clip.mp4.csv").is_file()
     assert [p.name for p in (tmp_path / "overlays").iterdir()] == ["clip.mp4.overlay.mp4"]  # videos only
+
+
+@pytest.mark.slow
+def test_the_plot_of_a_photo_shows_its_one_frame(shared_dir: Path, torch_home: Path, tmp_path: Path) -> None:
+    from fer_annotate.plot import plot_table
+    from fer_annotate.table import read_table
+
+    out = tmp_path / "group.csv"
+    result = invoke([shared_dir / IMAGES / "pyfeat_multi_face.jpg", "-o", out])
+    assert result.exit_code == 0, result.describe()
+    fig = plot_table(read_table(out))
+    expr = next(ax for ax in fig.axes if ax.get_gid() == "face0-expr")
+    widths = [np.ptp(path.vertices[:, 0]) for c in expr.collections for path in c.get_paths()]
+    assert widths and max(widths) > 0  # the stacked probabilities span the frame's time, not a zero-width line
