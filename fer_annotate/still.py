@@ -46,7 +46,7 @@ class StillImage:
         """RGB frames [B, H, W, 3]: the image for index 0."""
         if any(i != 0 for i in indices):
             raise IndexError("an image has only frame 0")
-        return np.stack([self.frame for _ in indices]) if indices else self.frame[:0]
+        return np.stack([self.frame] * len(indices)) if indices else self.frame[None][:0]
 
 
 def is_image(path: str | Path) -> bool:
