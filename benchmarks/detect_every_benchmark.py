@@ -26,11 +26,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import synth  # noqa: E402  (OpenCV before torch: the other order breaks OpenCV's PNG reader here)
 
-from fer_annotate.detect import CONFIRM_SCORE, DetectorConfig  # noqa: E402
-from fer_annotate.pipeline import AnnotateConfig, Annotator  # noqa: E402
-from fer_annotate.sparse import SparseConfig  # noqa: E402
-from fer_annotate.threads import apply_torch_threads, plan_threads  # noqa: E402
-from fer_annotate.track import TrackerConfig, iou_matrix  # noqa: E402
+from fer_annotate.faces.detect import CONFIRM_SCORE, DetectorConfig  # noqa: E402
+from fer_annotate.faces.sparse import SparseConfig  # noqa: E402
+from fer_annotate.faces.track import TrackerConfig, iou_matrix  # noqa: E402
+from fer_annotate.run.pipeline import AnnotateConfig, Annotator  # noqa: E402
+from fer_annotate.run.threads import apply_torch_threads, plan_threads  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 FIXTURES = [SHARED / "fixtures" / "videos" / n for n in (

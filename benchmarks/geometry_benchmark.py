@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fer_annotate.geometry import BLENDSHAPES, GeometryConfig, GeometryStage, Landmarker
+from fer_annotate.faces.geometry import BLENDSHAPES, GeometryConfig, GeometryStage, Landmarker
 
 
 def fer_faces(folder: Path, n: int, seed: int) -> list[np.ndarray]:
@@ -35,8 +35,8 @@ def video_regions(video: Path, model: Path, n: int) -> list[np.ndarray]:
     """Face regions of the first n frames with a face, cut around BlazeFace boxes as the pipeline cuts them."""
     import torch
 
-    from fer_annotate.detect import DetectorConfig, FaceDetector
-    from fer_annotate.video import Video
+    from fer_annotate.faces.detect import DetectorConfig, FaceDetector
+    from fer_annotate.media.video import Video
 
     v = Video(video)
     detector = FaceDetector(DetectorConfig(name="blazeface"))

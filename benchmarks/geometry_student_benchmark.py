@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fer_annotate.bundle import load_bundle
-from fer_annotate.ensemble import Ensemble
-from fer_annotate.geometry import Landmarker
+from fer_annotate.faces.geometry import Landmarker
+from fer_annotate.models.bundle import load_bundle
+from fer_annotate.models.ensemble import Ensemble
 
 
 def _timed(fn, repeat: int) -> tuple[float, float]:

@@ -22,7 +22,7 @@ import av
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "videos" / "pyfeat_WolfgangLanger_Pexels.mp4"
 
 
-CLI = "import sys; from fer_annotate.cli import main; sys.exit(main())"
+CLI = "import sys; from fer_annotate.cli.main import main; sys.exit(main())"
 
 
 def loop_clip(src: Path, dst: Path, times: int) -> int:

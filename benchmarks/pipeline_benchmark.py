@@ -32,12 +32,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import fer_annotate.ensemble as ensemble_module  # noqa: E402
-from fer_annotate.detect import DetectorConfig  # noqa: E402
-from fer_annotate.pipeline import AnnotateConfig, Annotator  # noqa: E402
-from fer_annotate.sparse import DETECT_EVERY, SparseConfig  # noqa: E402
-from fer_annotate.threads import apply_torch_threads, available_cores, plan_threads  # noqa: E402
-from fer_annotate.video import Sampling, Video  # noqa: E402
+import fer_annotate.models.ensemble as ensemble_module  # noqa: E402
+from fer_annotate.faces.detect import DetectorConfig  # noqa: E402
+from fer_annotate.faces.sparse import DETECT_EVERY, SparseConfig  # noqa: E402
+from fer_annotate.media.video import Sampling, Video  # noqa: E402
+from fer_annotate.run.pipeline import AnnotateConfig, Annotator  # noqa: E402
+from fer_annotate.run.threads import apply_torch_threads, available_cores, plan_threads  # noqa: E402
 
 DEFAULT_VIDEO = ROOT.parent / "shared" / "fixtures" / "videos" / "pyfeat_WolfgangLanger_Pexels.mp4"
 
@@ -198,8 +198,8 @@ def main() -> None:
                                     sparse=SparseConfig(every=p.every))
             stage = None
             if p.weights is not None:
-                from fer_annotate.model import ModelStage
-                from fer_annotate.weights import resolve_bundle
+                from fer_annotate.models.model import ModelStage
+                from fer_annotate.models.weights import resolve_bundle
 
                 stage = ModelStage(resolve_bundle(p.weights), device, args.smooth)
                 if p.label == "full":

@@ -28,12 +28,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fer_annotate.align import face_transforms, warp_crops  # noqa: E402
-from fer_annotate.bundle import load_bundle  # noqa: E402
-from fer_annotate.detect import DetectorConfig, FaceDetector  # noqa: E402
-from fer_annotate.ensemble import Ensemble  # noqa: E402
-from fer_annotate.model import crop_template  # noqa: E402
-from fer_annotate.video import Video  # noqa: E402
+from fer_annotate.faces.align import face_transforms, warp_crops  # noqa: E402
+from fer_annotate.faces.detect import DetectorConfig, FaceDetector  # noqa: E402
+from fer_annotate.media.video import Video  # noqa: E402
+from fer_annotate.models.bundle import load_bundle  # noqa: E402
+from fer_annotate.models.ensemble import Ensemble  # noqa: E402
+from fer_annotate.models.model import crop_template  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 VIDEOS = ["pyfeat_WolfgangLanger_Pexels.mp4", "pyfeat_single_face.mp4", "pyfeat_face_noface.mov"]

@@ -34,7 +34,7 @@ def main() -> None:
     import torch
 
     from fer_annotate.api import Annotator
-    from fer_annotate.render import render_overlay
+    from fer_annotate.outputs.render import render_overlay
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import torch
 
-from fer_annotate.jobs import plan_jobs
-from fer_annotate.pipeline import AnnotateConfig
-from fer_annotate.video import Sampling
-from fer_annotate.weights import resolve_bundle
-from fer_annotate.workers import AnnotatorWorker, WorkerSpec, build_annotator, run_local, run_ray, run_serial
+from fer_annotate.media.video import Sampling
+from fer_annotate.models.weights import resolve_bundle
+from fer_annotate.run.jobs import plan_jobs
+from fer_annotate.run.pipeline import AnnotateConfig
+from fer_annotate.run.workers import AnnotatorWorker, WorkerSpec, build_annotator, run_local, run_ray, run_serial
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "videos"
 

@@ -27,10 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fer_annotate.bundle import load_bundle, load_members  # noqa: E402
-from fer_annotate.detect import DetectorConfig, FaceDetector, _letterbox  # noqa: E402
-from fer_annotate.fuse import fold_batchnorm, fuse_for_cpu  # noqa: E402
-from fer_annotate.video import Video  # noqa: E402
+from fer_annotate.faces.detect import DetectorConfig, FaceDetector, _letterbox  # noqa: E402
+from fer_annotate.media.video import Video  # noqa: E402
+from fer_annotate.models.bundle import load_bundle, load_members  # noqa: E402
+from fer_annotate.models.fuse import fold_batchnorm, fuse_for_cpu  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 VIDEO = SHARED / "fixtures" / "videos" / "pyfeat_WolfgangLanger_Pexels.mp4"

@@ -32,8 +32,8 @@ def main() -> None:
     from PIL import Image
 
     from fer_annotate.api import annotate
-    from fer_annotate.plot import PlotOptions, plot_table
-    from fer_annotate.render import render_overlay
+    from fer_annotate.outputs.plot import PlotOptions, plot_table
+    from fer_annotate.outputs.render import render_overlay
 
     with tempfile.TemporaryDirectory() as tmp:
         table = Path(tmp) / "table.csv"

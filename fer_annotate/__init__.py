@@ -8,7 +8,7 @@ The API is imported on first use, so `import fer_annotate` stays cheap (no torch
 __version__ = "0.1.0"
 __all__ = ["Annotator", "annotate", "read_table", "__version__"]
 
-_API = {"Annotator": "fer_annotate.api", "annotate": "fer_annotate.api", "read_table": "fer_annotate.table"}
+_API = {"Annotator": "fer_annotate.api", "annotate": "fer_annotate.api", "read_table": "fer_annotate.outputs.table"}
 
 
 def __getattr__(name: str) -> object:

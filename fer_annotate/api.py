@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fer_annotate.jobs import Job, JobError, JobReport, output_format, plan_jobs
-from fer_annotate.output import is_complete, output_suffix
-from fer_annotate.pipeline import AnnotateConfig
-from fer_annotate.sparse import DETECT_EVERY, SparseConfig
-from fer_annotate.workers import Events, WorkerSpec, build_annotator, run_serial, scale_runner
+from fer_annotate.faces.sparse import DETECT_EVERY, SparseConfig
+from fer_annotate.outputs.output import is_complete, output_suffix
+from fer_annotate.run.jobs import Job, JobError, JobReport, output_format, plan_jobs
+from fer_annotate.run.pipeline import AnnotateConfig
+from fer_annotate.run.workers import Events, WorkerSpec, build_annotator, run_serial, scale_runner
 
 if TYPE_CHECKING:  # pandas is imported when a table is read, not for a run of the CLI
     import pandas as pd
@@ -98,7 +98,7 @@ def build_config(*, check_device: bool = True, **options: object) -> AnnotateCon
         top[part] = dataclasses.replace(getattr(config, part), **values)
     config = dataclasses.replace(config, **top)
     if options.get("confirm_score") is None:
-        from fer_annotate.detect import AUTO, CONFIRM_SCORE
+        from fer_annotate.faces.detect import AUTO, CONFIRM_SCORE
 
         name = config.detector.name  # "auto" picks the detector, and its score, per input (pipeline)
         config.tracker.confirm_score = None if name == AUTO else CONFIRM_SCORE.get(name, config.tracker.confirm_score)
@@ -118,7 +118,7 @@ def _geometry_option(options: dict[str, object]) -> dict[str, object]:
         if landmarks:
             raise ValueError("--landmarks needs --geometry mediapipe and --format parquet (1,434 columns)")
         return {}
-    from fer_annotate.geometry import GeometryConfig
+    from fer_annotate.faces.geometry import GeometryConfig
 
     if isinstance(kind, str):
         if kind != "mediapipe":
@@ -140,8 +140,8 @@ def resolve_weights(weights: str | None):
     """
     if weights is not None and str(weights).lower() == "none":
         return None, ""
-    from fer_annotate.bundle import BundleError
-    from fer_annotate.weights import DEFAULT_BUNDLE, resolve_bundle
+    from fer_annotate.models.bundle import BundleError
+    from fer_annotate.models.weights import DEFAULT_BUNDLE, resolve_bundle
 
     try:
         bundle = resolve_bundle(None if weights is None else str(weights))
@@ -223,10 +223,10 @@ class Annotator:
         if overwrite or not is_complete(output, video):
             self.engine.run(video, output, arguments={"api": "annotate", "video": str(video)})
         if render is not None:
-            from fer_annotate.render import render_overlay
+            from fer_annotate.outputs.render import render_overlay
 
             render_overlay(video, output, Path(render))
-        from fer_annotate.table import read_table
+        from fer_annotate.outputs.table import read_table
 
         return read_table(output)
 
@@ -275,7 +275,7 @@ def _render_outputs(jobs: list[Job], output: Path, render_dir: str | Path | None
                     report: JobReport, cb: BatchCallbacks) -> JobReport:
     """An overlay per complete output into `render_dir` (nothing when None); failures join the report."""
     if render_dir is not None:
-        from fer_annotate.still import is_image
+        from fer_annotate.media.still import is_image
 
         failed = {id(job) for job, _ in report.failed}
         for job in jobs:
@@ -286,7 +286,7 @@ def _render_outputs(jobs: list[Job], output: Path, render_dir: str | Path | None
 
 def _render_job(job: Job, output: Path, render_dir: Path, overwrite: bool, report: JobReport,
                 cb: BatchCallbacks) -> None:
-    from fer_annotate.render import RenderError, render_overlay, render_path
+    from fer_annotate.outputs.render import RenderError, render_overlay, render_path
 
     target = render_path(job.output, output, render_dir)
     if target.exists() and not overwrite and job in report.skipped:

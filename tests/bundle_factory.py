@@ -4,9 +4,9 @@ from pathlib import Path
 
 import torch
 
-from fer_annotate.bundle import InputSpec, TemporalSpec, save_bundle
-from fer_annotate.geometry import BLENDSHAPES
-from fer_annotate.networks import NetworkSpec, build_network
+from fer_annotate.faces.geometry import BLENDSHAPES
+from fer_annotate.models.bundle import InputSpec, TemporalSpec, save_bundle
+from fer_annotate.models.networks import NetworkSpec, build_network
 
 N_OUT = {"EXPR": 7, "AU": 8, "VA": 40, "BS": 52, "POSE": 3}
 DENG_MEAN = [131.0912, 103.8827, 91.4953]

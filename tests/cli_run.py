@@ -37,7 +37,7 @@ class CliResult:
 
 def invoke(args: list[str]) -> CliResult:
     """`fer-annotate ARGS` through click's runner, in this process."""
-    from fer_annotate.cli import main
+    from fer_annotate.cli.main import main
 
     result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=True)
     exception = None if isinstance(result.exception, SystemExit) else result.exception
@@ -46,7 +46,7 @@ def invoke(args: list[str]) -> CliResult:
 
 def run_process(args: list[str], timeout: float = 600) -> CliResult:
     """`fer-annotate ARGS` in a fresh Python process (the console script's entry point)."""
-    code = "import sys; from fer_annotate.cli import main; sys.exit(main())"
+    code = "import sys; from fer_annotate.cli.main import main; sys.exit(main())"
     proc = subprocess.run([sys.executable, "-c", code, *[str(a) for a in args]], capture_output=True,
                           text=True, timeout=timeout, env=dict(os.environ))
     return CliResult(proc.returncode, proc.stdout, proc.stderr, None)

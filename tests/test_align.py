@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from fer_annotate.align import CropTemplate, face_transforms, umeyama, warp_crops
+from fer_annotate.faces.align import CropTemplate, face_transforms, umeyama, warp_crops
 
 TEMPLATE = CropTemplate([[0.3, 0.35], [0.7, 0.35], [0.5, 0.55], [0.5, 0.75]], size=64, box_scale=1.5)
 

@@ -12,7 +12,7 @@ from bundle_factory import make_random_bundle
 from cli_run import invoke, sidecar
 
 from fer_annotate.api import AnnotateError, annotate, build_config
-from fer_annotate.table import TableError, read_table
+from fer_annotate.outputs.table import TableError, read_table
 
 SHORT = ["--detector", "blazeface", "--end", "1"]
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from bundle_factory import make_random_bundle
 
-from fer_annotate.bundle import (
+from fer_annotate.models.bundle import (
     MANIFEST,
     BundleError,
     InputSpec,
@@ -14,7 +14,7 @@ from fer_annotate.bundle import (
     load_members,
     save_bundle,
 )
-from fer_annotate.networks import MultitaskCNNRNN, MultitaskNet, NetworkSpec, build_network
+from fer_annotate.models.networks import MultitaskCNNRNN, MultitaskNet, NetworkSpec, build_network
 
 
 @pytest.fixture

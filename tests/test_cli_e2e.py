@@ -161,8 +161,8 @@ def test_face_then_no_face(run: Run) -> None:
 @pytest.mark.parametrize("run", [name for name in FIXTURES if name not in FACES_ONLY], indirect=True)
 def test_model_columns(run: Run) -> None:
     """With a bundle: AU, expression and VA columns, consistent on `ok` rows, empty on `no_face` rows."""
-    from fer_annotate.bundle import load_bundle
-    from fer_annotate.output import au_column
+    from fer_annotate.models.bundle import load_bundle
+    from fer_annotate.outputs.output import au_column
 
     b = load_bundle(run.bundle)
     table = run.table

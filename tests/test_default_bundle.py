@@ -10,9 +10,9 @@ import torch
 from cli_run import invoke, read_table, sidecar
 from PIL import Image
 
-from fer_annotate.bundle import load_bundle
-from fer_annotate.ensemble import Ensemble
-from fer_annotate.weights import load_registry
+from fer_annotate.models.bundle import load_bundle
+from fer_annotate.models.ensemble import Ensemble
+from fer_annotate.models.weights import load_registry
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fer_annotate.detect import DetectorConfig, DetectorError, FaceDetector
+from fer_annotate.faces.detect import DetectorConfig, DetectorError, FaceDetector
 
 
 def still(shared_dir, name: str) -> np.ndarray:

@@ -5,10 +5,10 @@ import pytest
 import torch
 from bundle_factory import make_random_bundle
 
-import fer_annotate.ensemble as ensemble_module
-from fer_annotate.bundle import load_bundle, load_members
-from fer_annotate.ensemble import Ensemble, EnsembleOutput, combine, decide
-from fer_annotate.fuse import Traced
+import fer_annotate.models.ensemble as ensemble_module
+from fer_annotate.models.bundle import load_bundle, load_members
+from fer_annotate.models.ensemble import Ensemble, EnsembleOutput, combine, decide
+from fer_annotate.models.fuse import Traced
 
 
 def test_combine_mean_and_spread_of_constructed_members():
@@ -111,7 +111,7 @@ def test_cnn_rnn_bundle_hidden_and_sequence(tmp_path):
 def test_geometry_heads_columns_and_roll_of_rotated_crops(tmp_path):
     """A bundle with distilled blendshape and pose heads: scores in [0, 1], the members' mean and spread,
     and roll in the frame = roll in the upright crop + the alignment's rotation (wrapped to +-180)."""
-    from fer_annotate.model import ModelStage
+    from fer_annotate.models.model import ModelStage
 
     path = make_random_bundle(tmp_path / "b", backbone="small_cnn", tasks=("EXPR", "BS", "POSE"), members=3,
                               input_size=32, colour="gray")

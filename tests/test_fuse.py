@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from fer_annotate.fuse import Traced, fold_batchnorm, fuse_for_cpu
-from fer_annotate.networks import BACKBONES, NetworkSpec, build_network
+from fer_annotate.models.fuse import Traced, fold_batchnorm, fuse_for_cpu
+from fer_annotate.models.networks import BACKBONES, NetworkSpec, build_network
 
 
 def _randomised(spec: NetworkSpec) -> nn.Module:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer_annotate import geometry
-from fer_annotate.geometry import BLENDSHAPES, N_LANDMARKS, GeometryError, pose_from_matrix, resolve_model
+from fer_annotate.faces import geometry
+from fer_annotate.faces.geometry import BLENDSHAPES, N_LANDMARKS, GeometryError, pose_from_matrix, resolve_model
 
 
 @pytest.fixture(scope="module")

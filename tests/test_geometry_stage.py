@@ -10,9 +10,15 @@ from bundle_factory import make_random_bundle
 from cli_run import invoke, read_table, sidecar
 from PIL import Image
 
-from fer_annotate import geometry
-from fer_annotate.detect import Detections
-from fer_annotate.geometry import BLENDSHAPE_COLUMNS, LANDMARK_COLUMNS, POSE_COLUMNS, GeometryConfig, GeometryStage
+from fer_annotate.faces import geometry
+from fer_annotate.faces.detect import Detections
+from fer_annotate.faces.geometry import (
+    BLENDSHAPE_COLUMNS,
+    LANDMARK_COLUMNS,
+    POSE_COLUMNS,
+    GeometryConfig,
+    GeometryStage,
+)
 
 VIDEO = "pyfeat_face_noface.mov"  # a face in the first 40 % of the frames, none in the last 50 %
 

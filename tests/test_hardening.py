@@ -20,9 +20,9 @@ from bad_inputs import make_image_as, make_raw_h264, make_video
 from cli_run import invoke, read_table, run_process, sidecar
 from click.testing import CliRunner
 
-from fer_annotate.lock import Locked, OutputLock, lock_path
-from fer_annotate.output import temp_name
-from fer_annotate.pipeline import frames_per_batch
+from fer_annotate.outputs.output import temp_name
+from fer_annotate.run.lock import Locked, OutputLock, lock_path
+from fer_annotate.run.pipeline import frames_per_batch
 
 FAST = ["--weights", "none"]
 
@@ -201,7 +201,7 @@ def test_outputs_follow_the_umask(torch_home: Path, tmp_path: Path) -> None:
 def test_a_rerun_removes_what_a_killed_run_left(torch_home: Path, tmp_path: Path) -> None:
     video = make_video(tmp_path / "long.mp4", 320, 180, frames=1500, fps=25)
     out = tmp_path / "out" / "long.csv"
-    code = "import sys; from fer_annotate.cli import main; sys.exit(main())"
+    code = "import sys; from fer_annotate.cli.main import main; sys.exit(main())"
     proc = subprocess.Popen([sys.executable, "-c", code, str(video), "-o", str(out), *FAST],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -229,7 +229,7 @@ def test_permission_denied_is_reported_as_such(torch_home: Path, tmp_path: Path)
     if os.geteuid() != 0:
         result = run_process(args)
     elif shutil.which("setpriv"):  # root reads anything: drop the capabilities that let it
-        code = "import sys; from fer_annotate.cli import main; sys.exit(main())"
+        code = "import sys; from fer_annotate.cli.main import main; sys.exit(main())"
         proc = subprocess.run(["setpriv", "--bounding-set=-dac_override,-dac_read_search",
                                "--inh-caps=-dac_override,-dac_read_search", sys.executable, "-c", code, *args],
                               capture_output=True, text=True, timeout=300)
@@ -284,7 +284,7 @@ def test_bundle_field_of_the_wrong_type(tmp_path: Path) -> None:
     data = json.loads(manifest.read_text())
     data["input"]["size"] = "big"
     manifest.write_text(json.dumps(data))
-    from fer_annotate.cli import main
+    from fer_annotate.cli.main import main
 
     result = CliRunner().invoke(main, ["weights", "verify", str(bundle)])
     assert result.exit_code == 1, result.output
@@ -327,7 +327,7 @@ def test_two_runs_on_one_folder_split_the_work(torch_home: Path, tmp_path: Path)
     for k in range(4):
         make_video(root / f"v{k}.mp4", 320, 180, frames=150, fps=25)
     out = tmp_path / "out"
-    code = "import sys; from fer_annotate.cli import main; sys.exit(main())"
+    code = "import sys; from fer_annotate.cli.main import main; sys.exit(main())"
     procs = [subprocess.Popen([sys.executable, "-c", code, str(root), "-o", str(out), *FAST],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [p.communicate(timeout=600) for p in procs]

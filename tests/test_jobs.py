@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from fer_annotate.jobs import JobError, output_format, plan_jobs, run_jobs
-from fer_annotate.output import source_record, write_sidecar
-from fer_annotate.pipeline import RunSummary
-from fer_annotate.video import VideoError
+from fer_annotate.media.video import VideoError
+from fer_annotate.outputs.output import source_record, write_sidecar
+from fer_annotate.run.jobs import JobError, output_format, plan_jobs, run_jobs
+from fer_annotate.run.pipeline import RunSummary
 
 
 def touch(path: Path) -> Path:

@@ -4,7 +4,7 @@ import pytest
 import torch
 from bundle_factory import authors_cnn_rnn_shapes, authors_cnn_shapes, random_state
 
-from fer_annotate.networks import (
+from fer_annotate.models.networks import (
     MultitaskCNNRNN,
     MultitaskNet,
     NetworkSpec,

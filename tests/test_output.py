@@ -7,7 +7,7 @@ import stat
 import pandas as pd
 import pytest
 
-from fer_annotate.output import (
+from fer_annotate.outputs.output import (
     TableSchema,
     TableWriter,
     au_column,

@@ -6,9 +6,9 @@ import numpy as np
 import torch
 from cli_run import invoke, read_table, sidecar
 
-from fer_annotate.detect import Detections
-from fer_annotate.sparse import FrameFinder, SparseConfig, face_thumbnails
-from fer_annotate.track import Tracker, TrackerConfig, iou_matrix
+from fer_annotate.faces.detect import Detections
+from fer_annotate.faces.sparse import FrameFinder, SparseConfig, face_thumbnails
+from fer_annotate.faces.track import Tracker, TrackerConfig, iou_matrix
 
 SIDE = 40
 

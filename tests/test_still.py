@@ -9,7 +9,7 @@ import pytest
 from cli_run import invoke
 from PIL import Image
 
-from fer_annotate.video import Sampling, Video, VideoError, find_videos
+from fer_annotate.media.video import Sampling, Video, VideoError, find_videos
 
 IMAGES = Path("fixtures") / "images"
 
@@ -111,8 +111,8 @@ def test_a_folder_of_photos_and_a_video_with_render(shared_dir: Path, torch_home
 
 @pytest.mark.slow
 def test_the_plot_of_a_photo_shows_its_one_frame(shared_dir: Path, torch_home: Path, tmp_path: Path) -> None:
-    from fer_annotate.plot import plot_table
-    from fer_annotate.table import read_table
+    from fer_annotate.outputs.plot import plot_table
+    from fer_annotate.outputs.table import read_table
 
     out = tmp_path / "group.csv"
     result = invoke([shared_dir / IMAGES / "pyfeat_multi_face.jpg", "-o", out])

@@ -7,9 +7,9 @@ import pytest
 import torch
 from bundle_factory import make_random_bundle
 
-from fer_annotate.bundle import load_bundle
-from fer_annotate.ensemble import Ensemble, EnsembleOutput
-from fer_annotate.temporal import SmoothSpec, TrackFilter
+from fer_annotate.models.bundle import load_bundle
+from fer_annotate.models.ensemble import Ensemble, EnsembleOutput
+from fer_annotate.models.temporal import SmoothSpec, TrackFilter
 
 
 def row(v: float, au: float = 0.5) -> EnsembleOutput:

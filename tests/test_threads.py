@@ -2,7 +2,7 @@
 
 import pytest
 
-from fer_annotate.threads import ThreadPlan, available_cores, plan_threads
+from fer_annotate.run.threads import ThreadPlan, available_cores, plan_threads
 
 
 @pytest.mark.parametrize(("cores", "workers", "expected"), [

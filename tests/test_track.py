@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from fer_annotate.track import Tracker, TrackerConfig, iou_matrix
+from fer_annotate.faces.track import Tracker, TrackerConfig, iou_matrix
 
 
 def box(cx: float, cy: float, side: float = 60.0) -> list[float]:

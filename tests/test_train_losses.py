@@ -117,7 +117,7 @@ def test_teacher_loss_covers_every_labelled_task_on_its_rows_only():
 
 
 def test_pose_loss_in_degrees():
-    from fer_annotate.networks import POSE_SCALE
+    from fer_annotate.models.networks import POSE_SCALE
 
     exact = torch.tensor([[10.0, -5.0, 30.0]])
     assert pose_loss(exact / POSE_SCALE, exact).item() == pytest.approx(0.0, abs=1e-6)

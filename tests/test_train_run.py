@@ -10,8 +10,8 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from fer_annotate.bundle import load_bundle
-from fer_annotate.ensemble import Ensemble
+from fer_annotate.models.bundle import load_bundle
+from fer_annotate.models.ensemble import Ensemble
 from training.cli import main
 from training.config import Source, TrainConfig
 from training.loop import RunError, run_teacher

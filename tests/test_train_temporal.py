@@ -5,8 +5,8 @@ import numpy as np
 import torch
 from click.testing import CliRunner
 
-from fer_annotate.bundle import load_bundle
-from fer_annotate.ensemble import Ensemble
+from fer_annotate.models.bundle import load_bundle
+from fer_annotate.models.ensemble import Ensemble
 from training.cli import main
 from training.synthetic import write_abaw
 from training.temporal import windows

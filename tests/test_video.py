@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_annotate.video import Sampling, Video, VideoError
+from fer_annotate.media.video import Sampling, Video, VideoError
 
 av = pytest.importorskip("av", reason="PyAV (dev extra) writes the constructed test videos")
 

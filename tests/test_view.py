@@ -11,10 +11,10 @@ import pytest
 from bundle_factory import make_random_bundle
 from cli_run import invoke, sidecar
 
-from fer_annotate.plot import PlotOptions, plot_table
-from fer_annotate.render import RenderError, render_overlay
-from fer_annotate.summary import summarize
-from fer_annotate.table import read_table
+from fer_annotate.outputs.plot import PlotOptions, plot_table
+from fer_annotate.outputs.render import RenderError, render_overlay
+from fer_annotate.outputs.summary import summarize
+from fer_annotate.outputs.table import read_table
 
 av = pytest.importorskip("av", reason="PyAV (the render extra) is not installed")
 

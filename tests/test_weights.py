@@ -10,10 +10,10 @@ import torch
 from bundle_factory import authors_cnn_rnn_shapes, authors_cnn_shapes, make_random_bundle, random_state
 from click.testing import CliRunner
 
-from fer_annotate import weights as W
-from fer_annotate.bundle import BundleError, load_bundle, load_members
-from fer_annotate.cli_weights import weights as weights_cli
-from fer_annotate.networks import NetworkSpec, build_network
+from fer_annotate.cli.weights import weights as weights_cli
+from fer_annotate.models import weights as W
+from fer_annotate.models.bundle import BundleError, load_bundle, load_members
+from fer_annotate.models.networks import NetworkSpec, build_network
 
 
 @pytest.fixture(autouse=True)

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from cli_run import invoke
 
-from fer_annotate.output import is_complete, sidecar_path
-from fer_annotate.pipeline import AnnotateConfig
-from fer_annotate.workers import PROBE_PREFIX, AnnotatorWorker, WorkerError, WorkerSpec, parse_workers, ray_plan
+from fer_annotate.outputs.output import is_complete, sidecar_path
+from fer_annotate.run.pipeline import AnnotateConfig
+from fer_annotate.run.workers import PROBE_PREFIX, AnnotatorWorker, WorkerError, WorkerSpec, parse_workers, ray_plan
 
 GOOD = ("pyfeat_single_face.mp4", "pyfeat_no_face.mp4", "pyfeat_face_noface.mov")
 WINDOW = ["--end", "1"]
@@ -109,7 +109,7 @@ def _processes(prefix: str) -> list[int]:
 
 
 def _start_cli(args: list) -> subprocess.Popen:
-    code = "import sys; from fer_annotate.cli import main; sys.exit(main())"
+    code = "import sys; from fer_annotate.cli.main import main; sys.exit(main())"
     return subprocess.Popen([sys.executable, "-c", code, *[str(a) for a in args]], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
 
@@ -203,7 +203,7 @@ def test_ray_equals_single_process(ray_local, corpus: Path, single, tmp_path: Pa
 
 def test_ray_output_not_shared_is_one_clear_line(ray_local, corpus: Path, tmp_path: Path, monkeypatch) -> None:
     # The driver "writes" its probe where no worker can see it: what a node-local -o folder looks like.
-    monkeypatch.setattr("fer_annotate.workers._write_probe", lambda folder, token: None)
+    monkeypatch.setattr("fer_annotate.run.workers._write_probe", lambda folder, token: None)
     result = invoke([corpus, "-o", tmp_path, *WINDOW, "--ray"])
     assert result.exit_code == 1, result.describe()
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from fer_annotate.cli_types import DEVICE, NON_NEGATIVE, POSITIVE, POSITIVE_INT
+from fer_annotate.cli.params import DEVICE, NON_NEGATIVE, POSITIVE, POSITIVE_INT
 from training.config import TrainConfig, apply, load_toml, read_run_config, to_dict
 from training.data import DataError
 
@@ -262,7 +262,7 @@ def export(run: str, out: str, name: str | None, template: str | None, box_scale
            threshold_rule: str, provenance_file: str | None, device: str, overwrite: bool) -> None:
     """Write a weights bundle from a teacher run (1 member), a student run (its last round's students) or a
     CNN-RNN run (fer-train temporal)."""
-    from fer_annotate.bundle import BundleError
+    from fer_annotate.models.bundle import BundleError
     from training.export import export_run
     from training.loop import RunError
 
@@ -294,7 +294,7 @@ def evaluate(bundle: str, abaw, split, manifest, folders, metrics, device, threa
     """ABAW metrics of a bundle (ensemble and each member) on labelled images."""
     import torch
 
-    from fer_annotate.bundle import BundleError
+    from fer_annotate.models.bundle import BundleError
     from training.data import merge, read_source
     from training.evaluation import evaluate_bundle, summary_line
 
@@ -338,7 +338,7 @@ def label(teacher: str, manifests, folders, model, device, out) -> None:
     expression labels carried along), for distilling the teacher into students."""
     from rich.progress import Progress
 
-    from fer_annotate.geometry import GeometryError
+    from fer_annotate.faces.geometry import GeometryError
     from training.data import merge, read_source
     from training.label import expression_columns, label_bundle, label_mediapipe, write_labels
 
@@ -380,10 +380,10 @@ def label(teacher: str, manifests, folders, model, device, out) -> None:
 def harvest(video_dirs, bundle, size, template, box_scale, fps, detector, model, out) -> None:
     """Cut the faces of videos into crops as the bundle sees them and label them with MediaPipe's face
     landmarker (blendshapes, head pose): unlabelled footage becomes distillation data."""
-    from fer_annotate.bundle import BundleError, InputSpec, load_bundle
-    from fer_annotate.detect import DetectorError
-    from fer_annotate.geometry import GeometryError, Landmarker
-    from fer_annotate.video import VideoError, find_videos
+    from fer_annotate.faces.detect import DetectorError
+    from fer_annotate.faces.geometry import GeometryError, Landmarker
+    from fer_annotate.media.video import VideoError, find_videos
+    from fer_annotate.models.bundle import BundleError, InputSpec, load_bundle
     from training.harvest import HarvestConfig, harvest_faces
 
     if (bundle is None) == (size is None):
@@ -426,11 +426,11 @@ def distill(teacher, video_dirs, val_videos, init_bundle, fps, detector, model, 
     """Adapt a bundle's students to your own footage: faces of your videos, labelled by MediaPipe's face
     landmarker (blendshapes, head pose), are learnt by each of the bundle's members while the bundle itself
     keeps teaching the expressions it knows. Then: fer-train export OUT -o NEW_BUNDLE."""
-    from fer_annotate.bundle import BundleError
-    from fer_annotate.detect import DetectorError
-    from fer_annotate.geometry import GeometryError, Landmarker
-    from fer_annotate.video import VideoError, find_videos
-    from fer_annotate.weights import resolve_bundle
+    from fer_annotate.faces.detect import DetectorError
+    from fer_annotate.faces.geometry import GeometryError, Landmarker
+    from fer_annotate.media.video import VideoError, find_videos
+    from fer_annotate.models.bundle import BundleError
+    from fer_annotate.models.weights import resolve_bundle
     from training.harvest import HarvestConfig, harvest_faces
     from training.loop import RunError, run_students
 

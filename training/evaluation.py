@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fer_annotate.ensemble import EnsembleOutput, combine
+from fer_annotate.models.ensemble import EnsembleOutput, combine
 from training.augment import Normalise, prepare
 from training.data import Dataset, LabelTable
 from training.metrics import au_metrics, expr_metrics, regression_metrics, selection_score, va_metrics
@@ -94,8 +94,8 @@ def evaluate_bundle(
     """ABAW metrics of a bundle's ensemble (at its AU thresholds) and of each member (at 0.5) on
     labelled images, run through fer_annotate's own Ensemble (the inference path of fer-annotate). Each
     member runs once per batch; small batches (64) keep the activations in cache on a CPU."""
-    from fer_annotate.bundle import load_bundle
-    from fer_annotate.ensemble import Ensemble
+    from fer_annotate.models.bundle import load_bundle
+    from fer_annotate.models.ensemble import Ensemble
     from training.data import align_au, load_images
 
     bundle = load_bundle(bundle_path)

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 import fer_annotate
-from fer_annotate.bundle import Bundle, InputSpec, TemporalSpec, load_bundle, save_bundle
+from fer_annotate.models.bundle import Bundle, InputSpec, TemporalSpec, load_bundle, save_bundle
 from training.augment import Normalise
 from training.config import read_run_config, to_dict
 from training.data import Dataset, align_au, load_images, merge, read_source

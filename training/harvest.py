@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fer_annotate.align import face_transforms, warp_crops
-from fer_annotate.bundle import InputSpec
-from fer_annotate.detect import DetectorConfig, FaceDetector
-from fer_annotate.model import crop_template
-from fer_annotate.video import Sampling, Video
+from fer_annotate.faces.align import face_transforms, warp_crops
+from fer_annotate.faces.detect import DetectorConfig, FaceDetector
+from fer_annotate.media.video import Sampling, Video
+from fer_annotate.models.bundle import InputSpec
+from fer_annotate.models.model import crop_template
 
 
 @dataclass
@@ -37,9 +37,9 @@ def harvest_faces(videos: list[Path], out: Path, spec: InputSpec, config: Harves
             log=print) -> Path:
     """Write out/<video>/<frame>_<k>.png crops and out/labels.csv (path, video, bs_*, pose_*); returns the CSV.
 
-    `landmarker` is a fer_annotate.geometry.Landmarker. Faces it cannot measure keep empty label cells.
+    `landmarker` is a fer_annotate.faces.geometry.Landmarker. Faces it cannot measure keep empty label cells.
     """
-    from fer_annotate.geometry import BLENDSHAPE_COLUMNS, POSE_COLUMNS, face_regions
+    from fer_annotate.faces.geometry import BLENDSHAPE_COLUMNS, POSE_COLUMNS, face_regions
 
     detector = FaceDetector(DetectorConfig(name=config.detector, score_threshold=config.score_threshold,
                                            min_face=config.min_face))

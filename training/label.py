@@ -45,7 +45,7 @@ def _read_rgb(path: str) -> np.ndarray:
 
 def label_mediapipe(paths: list[str], model: str | None = None, progress: Progress | None = None) -> TeacherLabels:
     """Blendshapes and head pose of every image from MediaPipe's face landmarker (one face per image)."""
-    from fer_annotate.geometry import BLENDSHAPE_COLUMNS, POSE_COLUMNS, Landmarker
+    from fer_annotate.faces.geometry import BLENDSHAPE_COLUMNS, POSE_COLUMNS, Landmarker
 
     values = np.full((len(paths), len(BLENDSHAPE_COLUMNS) + 3), np.nan, np.float32)
     with Landmarker(model) as landmarker:
@@ -64,8 +64,8 @@ def label_bundle(paths: list[str], bundle_path: str, device: str = "cpu", progre
     blendshape scores and pose where the bundle has those heads. Images are resized to its input size."""
     import torch
 
-    from fer_annotate.bundle import load_bundle
-    from fer_annotate.ensemble import Ensemble
+    from fer_annotate.models.bundle import load_bundle
+    from fer_annotate.models.ensemble import Ensemble
 
     bundle = load_bundle(bundle_path)
     ensemble = Ensemble(bundle, device)

@@ -23,9 +23,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from fer_annotate.bundle import load_bundle, load_members, load_state
-from fer_annotate.lock import Locked, OutputLock
-from fer_annotate.networks import MultitaskNet, NetworkSpec, build_network, ordered_heads
+from fer_annotate.models.bundle import load_bundle, load_members, load_state
+from fer_annotate.models.networks import MultitaskNet, NetworkSpec, build_network, ordered_heads
+from fer_annotate.run.lock import Locked, OutputLock
 from training.augment import Normalise, follow_geometry, mirror_permutation, prepare
 from training.config import TrainConfig, from_dict, read_run_config, resolve_normalisation, to_dict
 from training.data import Dataset, LabelTable, align_au, load_images, merge, read_source

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fer_annotate.networks import POSE_SCALE, va_bin_centres, va_to_bins
+from fer_annotate.models.networks import POSE_SCALE, va_bin_centres, va_to_bins
 
 POSE_UNIT = 10.0  # degrees per unit of the pose loss
 

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from fer_annotate.ensemble import EnsembleOutput, combine
-from fer_annotate.networks import MultitaskCNNRNN, MultitaskNet
+from fer_annotate.models.ensemble import EnsembleOutput, combine
+from fer_annotate.models.networks import MultitaskCNNRNN, MultitaskNet
 from training.augment import Normalise, prepare
 from training.config import TrainConfig, read_run_config
 from training.data import Dataset, LabelTable

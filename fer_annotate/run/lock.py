@@ -10,7 +10,7 @@ import os
 import socket
 from pathlib import Path
 
-from fer_annotate.output import remove_path, stale_temps
+from fer_annotate.outputs.output import remove_path, stale_temps
 
 
 def lock_path(output: Path) -> Path:

@@ -21,16 +21,16 @@ import numpy as np
 import torch
 
 from fer_annotate import __version__
-from fer_annotate.align import face_transforms, warp_crops
-from fer_annotate.bundle import InputSpec
-from fer_annotate.detect import CONFIRM_SCORE, Detections, DetectorConfig, FaceDetector, resolve_detector
-from fer_annotate.geometry import GeometryConfig, GeometryStage
-from fer_annotate.model import ModelStage, crop_template
-from fer_annotate.output import TableSchema, TableWriter, sidecar_path, source_record, write_sidecar
-from fer_annotate.sparse import FrameFinder, SparseConfig
-from fer_annotate.threads import DECODE_THREADS
-from fer_annotate.track import Tracker, TrackerConfig
-from fer_annotate.video import Sampling, Video, VideoError
+from fer_annotate.faces.align import face_transforms, warp_crops
+from fer_annotate.faces.detect import CONFIRM_SCORE, Detections, DetectorConfig, FaceDetector, resolve_detector
+from fer_annotate.faces.geometry import GeometryConfig, GeometryStage
+from fer_annotate.faces.sparse import FrameFinder, SparseConfig
+from fer_annotate.faces.track import Tracker, TrackerConfig
+from fer_annotate.media.video import Sampling, Video, VideoError
+from fer_annotate.models.bundle import InputSpec
+from fer_annotate.models.model import ModelStage, crop_template
+from fer_annotate.outputs.output import TableSchema, TableWriter, sidecar_path, source_record, write_sidecar
+from fer_annotate.run.threads import DECODE_THREADS
 
 WRITE_EVERY = 256
 PREFETCH_BATCHES = 2
@@ -231,8 +231,8 @@ class Annotator:
         )
         meta = self._metadata(video, source, summary, arguments)
         if self.config.fmt != "abaw":
-            from fer_annotate.summary import summarize  # pandas: imported once rows are written
-            from fer_annotate.table import load_table
+            from fer_annotate.outputs.summary import summarize  # pandas: imported once rows are written
+            from fer_annotate.outputs.table import load_table
 
             meta["summary"] = summarize(load_table(output))
         write_sidecar(output, meta)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fer_annotate.networks import NetworkSpec, build_network, ordered_heads
+from fer_annotate.models.networks import NetworkSpec, build_network, ordered_heads
 
 MANIFEST = "bundle.json"
 FORMAT = "fer-annotate-bundle"

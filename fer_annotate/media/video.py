@@ -16,7 +16,7 @@ from pathlib import Path
 import decord
 import numpy as np
 
-from fer_annotate.still import IMAGE_EXTENSIONS, StillError, StillImage, is_image
+from fer_annotate.media.still import IMAGE_EXTENSIONS, StillError, StillImage, is_image
 
 decord.logging.set_level(decord.logging.QUIET)
 
@@ -177,7 +177,7 @@ class Video:
 
     def _open_fallback(self) -> tuple[int, np.ndarray, tuple[int, int, int], float]:
         try:
-            from fer_annotate.video_pyav import PyAVFrames
+            from fer_annotate.media.video_pyav import PyAVFrames
 
             self._fallback = PyAVFrames(self.path)
         except ImportError:

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from fer_annotate.api import BatchCallbacks, build_config, run_batch, worker_spec
-from fer_annotate.cli_types import (
+from fer_annotate.cli.params import (
     COUNT,
     DEVICE_ANYWHERE,
     FINITE,
@@ -22,14 +22,14 @@ from fer_annotate.cli_types import (
     smooth_spec,
     workers_count,
 )
-from fer_annotate.cli_view import plot, render, summary
-from fer_annotate.cli_weights import weights
-from fer_annotate.detect import AUTO, DETECTORS, DetectorError
-from fer_annotate.geometry import GeometryError
-from fer_annotate.jobs import Job, JobError, JobReport, output_format, plan_jobs
-from fer_annotate.output import FORMATS
-from fer_annotate.sparse import DETECT_EVERY
-from fer_annotate.workers import WorkerError
+from fer_annotate.cli.view import plot, render, summary
+from fer_annotate.cli.weights import weights
+from fer_annotate.faces.detect import AUTO, DETECTORS, DetectorError
+from fer_annotate.faces.geometry import GeometryError
+from fer_annotate.faces.sparse import DETECT_EVERY
+from fer_annotate.outputs.output import FORMATS
+from fer_annotate.run.jobs import Job, JobError, JobReport, output_format, plan_jobs
+from fer_annotate.run.workers import WorkerError
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -160,8 +160,8 @@ def _describe(bundle, smooth: str, note: str) -> None:
     if bundle is None:
         console.print("model: none (faces only)", highlight=False)
         return
-    from fer_annotate.model import bundle_summary
-    from fer_annotate.temporal import SmoothSpec
+    from fer_annotate.models.model import bundle_summary
+    from fer_annotate.models.temporal import SmoothSpec
 
     console.print(f"model: {escape(bundle_summary(bundle, SmoothSpec.parse(smooth).kind))}", highlight=False)
     if note:

@@ -65,7 +65,7 @@ def check_cuda(device: str, option: str = "--device") -> None:
 
 def smooth_spec(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """`--smooth`: checked as a SmoothSpec when parsed."""
-    from fer_annotate.temporal import SmoothSpec
+    from fer_annotate.models.temporal import SmoothSpec
 
     try:
         SmoothSpec.parse(value)
@@ -76,7 +76,7 @@ def smooth_spec(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 def workers_count(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """`--workers N|auto`: checked when parsed (N >= 1), passed on as given."""
-    from fer_annotate.workers import parse_workers
+    from fer_annotate.run.workers import parse_workers
 
     try:
         parse_workers(value)

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fer_annotate.detect import Detections, FaceDetector
-from fer_annotate.track import Tracker
+from fer_annotate.faces.detect import Detections, FaceDetector
+from fer_annotate.faces.track import Tracker
 
 DETECT_EVERY = 2  # the CLI default, chosen from the speed / accuracy table in the README ("Detecting every Kth frame")
 THUMB = (18, 32)  # scene thumbnail (rows, columns)

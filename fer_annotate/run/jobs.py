@@ -4,10 +4,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fer_annotate.lock import Locked, OutputLock
-from fer_annotate.output import is_complete, output_suffix
-from fer_annotate.pipeline import Annotator, RunSummary
-from fer_annotate.video import VideoError, find_videos
+from fer_annotate.media.video import VideoError, find_videos
+from fer_annotate.outputs.output import is_complete, output_suffix
+from fer_annotate.run.lock import Locked, OutputLock
+from fer_annotate.run.pipeline import Annotator, RunSummary
 
 
 @dataclass

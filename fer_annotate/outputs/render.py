@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
-from fer_annotate.table import TableError, au_names, expression_names, load_table, read_sidecar
+from fer_annotate.outputs.table import TableError, au_names, expression_names, load_table, read_sidecar
 
 # tab10: distinct, readable on video
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
@@ -232,8 +232,8 @@ def _fade(panel: Image.Image) -> Image.Image:
 
 def check_belongs(video: Path, table: Path, meta: dict) -> None:
     """The table's sidecar must describe this video (frame count and size); raises RenderError."""
-    from fer_annotate.still import is_image
-    from fer_annotate.video import Video
+    from fer_annotate.media.still import is_image
+    from fer_annotate.media.video import Video
 
     if is_image(video):
         raise RenderError(f"{video}: a still image; overlays are drawn on videos (the table has its boxes)")
@@ -255,7 +255,7 @@ def render_overlay(video: str | Path, table: str | Path, output: str | Path,
         import av
     except ImportError:
         raise RenderError("rendering needs PyAV: pip install 'fer-annotate[render]'") from None
-    from fer_annotate.video import VideoError
+    from fer_annotate.media.video import VideoError
 
     video, table, output = Path(video), Path(table), Path(output)
     if output.suffix.lower() not in CONTAINERS:

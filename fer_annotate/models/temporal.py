@@ -13,7 +13,7 @@ faces or across a break:
 
 What is smoothed: probabilities, VA values and the member spreads (the spread becomes a local
 average of the per-frame spread). What is not: decisions. After smoothing, recompute them with
-`fer_annotate.ensemble.decide(row, bundle)`: AU 1 where the smoothed probability > the bundle's
+`fer_annotate.models.ensemble.decide(row, bundle)`: AU 1 where the smoothed probability > the bundle's
 threshold; expression label = argmax of the smoothed probabilities.
 """
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fer_annotate.ensemble import Ensemble, EnsembleOutput
+from fer_annotate.models.ensemble import Ensemble, EnsembleOutput
 
 Item = tuple[int, float, EnsembleOutput]
 

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from fer_annotate.summary import summarize
-from fer_annotate.table import au_names, expression_names
+from fer_annotate.outputs.summary import summarize
+from fer_annotate.outputs.table import au_names, expression_names
 
 EXPR_COLOURS = {"neutral": "#9e9e9e", "anger": "#d62728", "disgust": "#8c564b", "fear": "#9467bd",
                 "happiness": "#ffbf00", "sadness": "#1f77b4", "surprise": "#17becf", "contempt": "#e377c2"}

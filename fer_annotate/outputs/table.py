@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fer_annotate.output import sidecar_path
+from fer_annotate.outputs.output import sidecar_path
 
 CATEGORY_COLUMNS = ("video", "status", "expression")
 INTEGER_COLUMNS = ("frame", "face_id")

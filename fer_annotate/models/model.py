@@ -8,11 +8,11 @@ temporal filter, from the smoothed probabilities.
 
 import numpy as np
 
-from fer_annotate.align import CropTemplate
-from fer_annotate.bundle import Bundle, InputSpec
-from fer_annotate.ensemble import Ensemble, EnsembleOutput, decide
-from fer_annotate.output import TableSchema, au_column
-from fer_annotate.temporal import SmoothSpec, TrackFilter
+from fer_annotate.faces.align import CropTemplate
+from fer_annotate.models.bundle import Bundle, InputSpec
+from fer_annotate.models.ensemble import Ensemble, EnsembleOutput, decide
+from fer_annotate.models.temporal import SmoothSpec, TrackFilter
+from fer_annotate.outputs.output import TableSchema, au_column
 
 
 def crop_template(spec: InputSpec) -> CropTemplate:

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from fer_annotate.table import au_names, expression_names
+from fer_annotate.outputs.table import au_names, expression_names
 
 DIGITS = 4
 

@@ -25,7 +25,7 @@ def render(video: Path, table: Path, output: Path) -> None:
     """Draw TABLE (an output of this tool, CSV or Parquet) onto VIDEO: boxes, ids, expressions, AUs, VA."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from fer_annotate.render import RenderError, render_overlay
+    from fer_annotate.outputs.render import RenderError, render_overlay
 
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     try:
@@ -49,10 +49,10 @@ def render(video: Path, table: Path, output: Path) -> None:
 @click.option("--dpi", type=int, default=100, show_default=True)
 def plot(table: Path, output: Path, max_faces: int, max_points: int, dpi: int) -> None:
     """A figure of TABLE: per face, expressions, AUs, valence/arousal over time; share of time per expression."""
-    from fer_annotate.table import TableError, read_table
+    from fer_annotate.outputs.table import TableError, read_table
 
     try:
-        from fer_annotate.plot import FIGURE_FORMATS, PlotOptions, plot_table
+        from fer_annotate.outputs.plot import FIGURE_FORMATS, PlotOptions, plot_table
     except ImportError as exc:
         _fail(f"plotting needs matplotlib: pip install 'fer-annotate[plot]' ({exc})")
 
@@ -76,8 +76,8 @@ def summary(tables: tuple[Path, ...], as_json: bool) -> None:
 
     TABLES are outputs of this tool (CSV or Parquet) or folders holding them (searched recursively).
     """
-    from fer_annotate.summary import summarize
-    from fer_annotate.table import TABLE_SUFFIXES, TableError, read_table
+    from fer_annotate.outputs.summary import summarize
+    from fer_annotate.outputs.table import TABLE_SUFFIXES, TableError, read_table
 
     paths: list[Path] = []
     for item in tables:
@@ -107,7 +107,7 @@ def summary(tables: tuple[Path, ...], as_json: bool) -> None:
 
 def _print_table(results: list[dict]) -> None:
     """Aligned plain text (never truncated, so it survives pipes and logs)."""
-    from fer_annotate.summary import summary_lines
+    from fer_annotate.outputs.summary import summary_lines
 
     header, rows = summary_lines(results)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import click
 
-from fer_annotate import weights as W
-from fer_annotate.bundle import Bundle, BundleError
+from fer_annotate.models import weights as W
+from fer_annotate.models.bundle import Bundle, BundleError
 
 
 def _call(fn, *args) -> Bundle:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from fer_annotate.bundle import (
+from fer_annotate.models.bundle import (
     EXPR_NAMES,
     Bundle,
     BundleError,
@@ -29,11 +29,11 @@ from fer_annotate.bundle import (
     save_bundle,
     sha256_file,
 )
-from fer_annotate.networks import NetworkSpec
+from fer_annotate.models.networks import NetworkSpec
 
 log = logging.getLogger(__name__)
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
 DEFAULT_BUNDLE = "deng2020-cnn"
 SUMS = "SHA256SUMS"
 
@@ -308,7 +308,7 @@ def list_weights(registry: Registry | None = None) -> list[Listing]:
 
 def verify(name_or_path: str | os.PathLike, registry: Registry | None = None) -> Bundle:
     """Check a bundle completely: manifest, every member's SHA-256, and that each member loads strictly."""
-    from fer_annotate.bundle import load_members
+    from fer_annotate.models.bundle import load_members
 
     bundle = resolve_bundle(name_or_path, registry)
     load_members(bundle, "cpu")

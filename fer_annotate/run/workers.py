@@ -29,12 +29,12 @@ from pathlib import Path
 
 import torch
 
-from fer_annotate.bundle import Bundle
-from fer_annotate.jobs import Job, JobReport, JobResult, run_job, run_jobs
-from fer_annotate.lock import lock_path
-from fer_annotate.output import remove_path, stale_temps
-from fer_annotate.pipeline import AnnotateConfig, Annotator
-from fer_annotate.threads import apply_torch_threads, available_cores, plan_threads
+from fer_annotate.models.bundle import Bundle
+from fer_annotate.outputs.output import remove_path, stale_temps
+from fer_annotate.run.jobs import Job, JobReport, JobResult, run_job, run_jobs
+from fer_annotate.run.lock import lock_path
+from fer_annotate.run.pipeline import AnnotateConfig, Annotator
+from fer_annotate.run.threads import apply_torch_threads, available_cores, plan_threads
 
 # Peak resident memory of one worker with the paper-shaped ensemble (README, "Speed and memory": 1.5-1.8 GiB).
 WORKER_MEMORY = 2 * 1024**3
@@ -89,9 +89,9 @@ def build_annotator(spec: WorkerSpec, device: str) -> Annotator:
                      decode_threads=plan.decode)
     if spec.bundle is None:
         return Annotator(config, None)
-    from fer_annotate.bundle import load_bundle
-    from fer_annotate.model import ModelStage
-    from fer_annotate.weights import resolve_bundle
+    from fer_annotate.models.bundle import load_bundle
+    from fer_annotate.models.model import ModelStage
+    from fer_annotate.models.weights import resolve_bundle
 
     wanted = spec.bundle
     if (wanted.path / "bundle.json").is_file():

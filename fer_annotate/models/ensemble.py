@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fer_annotate.bundle import Bundle, load_members
-from fer_annotate.fuse import fold_batchnorm, fuse_for_cpu
-from fer_annotate.networks import POSE_SCALE, MultitaskCNNRNN, va_expectation
+from fer_annotate.models.bundle import Bundle, load_members
+from fer_annotate.models.fuse import fold_batchnorm, fuse_for_cpu
+from fer_annotate.models.networks import POSE_SCALE, MultitaskCNNRNN, va_expectation
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 # On CPU the members are traced and fused for oneDNN (fuse.fuse_for_cpu) once they have run this many

@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 if TYPE_CHECKING:
-    from fer_annotate.detect import Detections
+    from fer_annotate.faces.detect import Detections
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class FaceGeometry:
 
 
 def _sha256(path: Path) -> str:
-    from fer_annotate.bundle import sha256_file
+    from fer_annotate.models.bundle import sha256_file
 
     return sha256_file(path)
 
@@ -98,8 +98,8 @@ def resolve_model(path: str | os.PathLike | None = None) -> Path:
         if not p.is_file():
             raise GeometryError(f"{p}: face landmarker model not found")
         return p
-    from fer_annotate.bundle import BundleError
-    from fer_annotate.weights import cache_dir, download
+    from fer_annotate.models.bundle import BundleError
+    from fer_annotate.models.weights import cache_dir, download
 
     dest = cache_dir() / "mediapipe" / MODEL_NAME
     if dest.is_file():

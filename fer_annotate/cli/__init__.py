@@ -1,0 +1,1 @@
+"""Command line: `fer-annotate` and its subcommands, a thin layer over the Python API."""

@@ -1,0 +1,1 @@
+"""Faces: detect, track, align and crop every face, and measure its geometry (pose, blendshapes)."""

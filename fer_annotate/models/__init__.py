@@ -1,0 +1,1 @@
+"""Models: the multitask networks, their weights bundles, the ensemble and temporal smoothing."""

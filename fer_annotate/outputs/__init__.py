@@ -1,0 +1,1 @@
+"""Outputs: the annotation table and its sidecar, summaries, overlays and plots."""
