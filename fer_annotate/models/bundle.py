@@ -5,7 +5,6 @@ label names, VA bins, AU thresholds, temporal model) plus the members' SHA-256 a
 nothing about a model is hard-coded elsewhere. Loading never unpickles: safetensors only.
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -18,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fer_annotate.files.fetch import sha256_file
 from fer_annotate.models.networks import NetworkSpec, build_network, ordered_heads
 
 MANIFEST = "bundle.json"
@@ -101,15 +101,6 @@ class Bundle:
         data = asdict(self)
         del data["path"]
         return {"format": FORMAT, "schema_version": SCHEMA_VERSION, **data}
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check(cond: bool, where: Path, problem: str) -> None:

@@ -10,9 +10,9 @@ import numpy as np
 
 from fer_annotate.faces.align import CropTemplate
 from fer_annotate.models.bundle import Bundle, InputSpec
+from fer_annotate.models.columns import TableSchema, au_column
 from fer_annotate.models.ensemble import Ensemble, EnsembleOutput, decide
 from fer_annotate.models.temporal import SmoothSpec, TrackFilter
-from fer_annotate.outputs.output import TableSchema, au_column
 
 
 def crop_template(spec: InputSpec) -> CropTemplate:
