@@ -17,6 +17,8 @@ from pathlib import Path
 
 import click
 
+from fer_annotate import __version__
+from fer_annotate.cli.help import Group, option_panel
 from fer_annotate.cli.params import DEVICE, NON_NEGATIVE, POSITIVE, POSITIVE_INT
 from training.config import TrainConfig, apply, load_toml, read_run_config, to_dict
 from training.data import DataError
@@ -70,9 +72,24 @@ TRAIN_OPTIONS = [
 ]
 
 
+# How `fer-train teacher|student|temporal --help` groups them.
+TRAIN_PANELS = {
+    "Data": ["--config", "--abaw", "--manifest", "--folders", "--val-abaw", "--val-manifest", "--val-folders",
+             "--cache", "--expr-labels", "--balance"],
+    "Network and input": ["--backbone", "--backbone-kwargs", "--init", "--size", "--colour", "--scale", "--mean",
+                          "--std", "--template", "--box-scale"],
+    "Optimisation": ["--epochs", "--batch-size", "--lr", "--betas", "--weight-decay", "--schedule",
+                     "--steps-per-epoch", "--temperature", "--metrics", "--seed"],
+    "Augmentation": ["--zoom", "--rotate", "--flip", "--colour-jitter", "--erase"],
+    "Run": ["--out", "--device", "--amp", "--threads", "--overwrite"],
+}
+
+
 def train_options(f):
     for option in reversed(TRAIN_OPTIONS):
         f = option(f)
+    for name, options in reversed(TRAIN_PANELS.items()):
+        f = option_panel(name, options=options)(f)
     return f
 
 
@@ -148,13 +165,14 @@ def _fail(e: Exception) -> None:
     raise click.ClickException(str(e)) from None
 
 
-class _Group(click.Group):
+class _Group(Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta["argv"] = list(args)
         return super().parse_args(ctx, args)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fer-train")
 def main() -> None:
     """Train the multitask teacher-student models of Deng, Chen and Shi (2020) and export bundles."""
 

@@ -9,7 +9,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
+from fer_annotate import __version__
 from fer_annotate.api import BatchCallbacks, build_config, run_batch, worker_spec
+from fer_annotate.cli.help import Group, option_panel
 from fer_annotate.cli.params import (
     COUNT,
     DEVICE_ANYWHERE,
@@ -34,7 +36,7 @@ from fer_annotate.run.workers import WorkerError
 console = Console(stderr=True, soft_wrap=True)
 
 
-class _DefaultGroup(click.Group):
+class _DefaultGroup(Group):
     """A group whose first argument, when it is not a subcommand, goes to the `annotate` command."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -44,7 +46,7 @@ class _DefaultGroup(click.Group):
 
 
 @click.group(cls=_DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="fer-annotate")
+@click.version_option(__version__, prog_name="fer-annotate")
 def main() -> None:
     """Annotate every frame of videos with facial action units, expressions and valence/arousal.
 
@@ -58,6 +60,13 @@ def main() -> None:
 
 
 @main.command()
+@option_panel("Input and output", options=["--output", "--format", "--start", "--end", "--every", "--fps",
+                                           "--overwrite", "--render", "--save-crops"])
+@option_panel("Faces", options=["--detector", "--score-threshold", "--confirm-score", "--min-face", "--min-hits",
+                                "--max-misses", "--geometry", "--geometry-model", "--landmarks"])
+@option_panel("Models", options=["--weights", "--smooth"])
+@option_panel("Speed", options=["--device", "--batch-size", "--threads", "--detect-every"])
+@option_panel("Scale-out", options=["--workers", "--ray"])
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="Output file for one video; a folder for several (mirrors relative paths).")

@@ -18,6 +18,10 @@ class Finite(click.FloatRange):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return super().convert(number, param, ctx)
 
+    def _describe_range(self) -> str:
+        """No range in the help of an unbounded one (click would print `x<=None`)."""
+        return "" if self.min is None and self.max is None else super()._describe_range()
+
 
 class Device(click.ParamType):
     """`auto`, `cpu`, `cuda` or `cuda:N`; a CUDA device must exist (unless `local` is False: with `--ray` the
