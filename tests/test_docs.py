@@ -13,8 +13,8 @@ CLI_MD = ROOT / "docs" / "cli.md"
 HEADING = re.compile(r"^#{1,6} (.*)$", re.MULTILINE)
 COMMAND_IN_HEADING = re.compile(r"`((?:fer-annotate|fer-train)(?: [a-z-]+)*)`")
 LONG_OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
-HISTORY = re.compile(r"\b(was|were|previously|re-measured|remeasured|used to|before this|no longer|"
-                     r"earlier|formerly|has been changed|until now)\b", re.IGNORECASE)
+HISTORY = re.compile(r"\b(was|previously|re-measured|remeasured|used to|before this|no longer|formerly)\b",
+                     re.IGNORECASE)
 
 
 def command_tree(name: str, command: click.Command) -> dict[str, click.Command]:
