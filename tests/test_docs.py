@@ -87,18 +87,37 @@ def test_readme_is_short_and_its_links_resolve():
     links = re.findall(r"\]\(([^)\s]+)\)", text)
     local = [link.split("#")[0] for link in links if not re.match(r"[a-z]+:", link) and not link.startswith("#")]
     assert any(link.startswith("docs/") for link in local), "README.md links to no page of docs/"
-    broken = [link for link in local if link and not (ROOT / link).exists()]
-    assert not broken, f"README.md links to missing files: {broken}"
+    broken = [link for link in links if not re.match(r"[a-z]+:", link) and not resolves(ROOT / "README.md", link)]
+    assert not broken, f"README.md links to missing files or headings: {broken}"
+
+
+def slug(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def resolves(page: Path, link: str) -> bool:
+    """A relative link from `page` names an existing file and, after '#', one of its headings."""
+    target, _, anchor = link.partition("#")
+    path = (page.parent / target) if target else page
+    if not path.exists():
+        return False
+    if not anchor or path.suffix != ".md":
+        return True
+    return anchor in {slug(h) for h in HEADING.findall(path.read_text())}
 
 
 def test_docs_links_resolve():
-    broken = []
-    for page in sorted((ROOT / "docs").glob("*.md")):
-        for link in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
-            target = link.split("#")[0]
-            if target and not re.match(r"[a-z]+:", link) and not (page.parent / target).exists():
-                broken.append(f"{page.name}: {link}")
-    assert not broken, "links to missing files:\n" + "\n".join(broken)
+    broken = [f"{page.name}: {link}" for page in sorted((ROOT / "docs").glob("*.md"))
+              for link in re.findall(r"\]\(([^)\s]+)\)", page.read_text())
+              if not re.match(r"[a-z]+:", link) and not resolves(page, link)]
+    assert not broken, "links to missing files or headings:\n" + "\n".join(broken)
+
+
+def test_slugs_follow_github():
+    assert slug("Training options: `fer-train teacher`, `fer-train student`") == \
+        "training-options-fer-train-teacher-fer-train-student"
+    assert slug("A bundle on FER2013's own labels") == "a-bundle-on-fer2013s-own-labels"
 
 
 def test_the_ci_script_runs_the_readme_test_command():
