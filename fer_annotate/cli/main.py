@@ -128,7 +128,7 @@ def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, smooth
     if render is not None and config.fmt == "abaw":
         raise click.UsageError("--render needs a table output (--format csv or parquet), not abaw")
     try:
-        jobs = plan_jobs(list(inputs), output, config.fmt)
+        jobs = plan_jobs(list(inputs), output, config.fmt, own=[render, config.save_crops])
     except JobError as exc:
         raise click.UsageError(str(exc)) from None
     if not jobs:
