@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
+from fer_annotate.outputs.source import source_mismatch
 from fer_annotate.outputs.table import TableError, au_names, expression_names, load_table, read_sidecar
 
 # tab10: distinct, readable on video
@@ -231,12 +232,16 @@ def _fade(panel: Image.Image) -> Image.Image:
 
 
 def check_belongs(video: Path, table: Path, meta: dict) -> None:
-    """The table's sidecar must describe this video (frame count and size); raises RenderError."""
+    """The table's sidecar must describe this video (its recorded source, frame count and size); raises
+    RenderError."""
     from fer_annotate.media.still import is_image
     from fer_annotate.media.video import Video
 
     if is_image(video):
         raise RenderError(f"{video}: a still image; overlays are drawn on videos (the table has its boxes)")
+    mismatch = source_mismatch(video, table, meta)
+    if mismatch:
+        raise RenderError(mismatch)
     info = Video(video).info
     recorded = meta.get("video") or {}
     ours = (info.n_frames, info.width, info.height)
