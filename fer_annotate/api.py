@@ -15,7 +15,7 @@ and `workers.scale_runner`.
 import dataclasses
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -363,7 +363,7 @@ def annotate(video_or_list: str | Path | Sequence[str | Path], output: str | Pat
     cores). Other keyword options: see `build_config` (e.g. detector="blazeface-back", every=5, start=10,
     end=60, fmt="parquet", device="cuda", detect_every=1).
     """
-    one = isinstance(video_or_list, str | bytes | os.PathLike)
+    one = isinstance(video_or_list, str | bytes | os.PathLike) or not isinstance(video_or_list, Iterable)
     inputs = [as_path(video_or_list, "video")] if one else [as_path(p, "video") for p in video_or_list]
     _check_run(smooth, threads, workers)
     single = one and not inputs[0].is_dir()
