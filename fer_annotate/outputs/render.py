@@ -239,9 +239,6 @@ def check_belongs(video: Path, table: Path, meta: dict) -> None:
 
     if is_image(video):
         raise RenderError(f"{video}: a still image; overlays are drawn on videos (the table has its boxes)")
-    mismatch = source_mismatch(video, table, meta)
-    if mismatch:
-        raise RenderError(mismatch)
     info = Video(video).info
     recorded = meta.get("video") or {}
     ours = (info.n_frames, info.width, info.height)
@@ -251,6 +248,9 @@ def check_belongs(video: Path, table: Path, meta: dict) -> None:
             f"{table}: annotates {recorded.get('path', 'another video')} ({theirs[0]} frames, {theirs[1]}x"
             f"{theirs[2]}), not {video} ({ours[0]} frames, {ours[1]}x{ours[2]})"
         )
+    mismatch = source_mismatch(video, table, meta)
+    if mismatch:
+        raise RenderError(mismatch)
 
 
 def render_overlay(video: str | Path, table: str | Path, output: str | Path,
