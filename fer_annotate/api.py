@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fer_annotate.faces.sparse import DETECT_EVERY, SparseConfig
-from fer_annotate.outputs.names import check_names
+from fer_annotate.outputs.names import check_names, name_max
 from fer_annotate.outputs.output import output_suffix
 from fer_annotate.run.jobs import Job, JobError, JobReport, output_format, output_name, plan_jobs
 from fer_annotate.run.pipeline import AnnotateConfig
@@ -264,14 +264,24 @@ class Annotator:
                  callbacks: BatchCallbacks | None = None, arguments: dict | None = None) -> JobReport:
         """Annotate planned jobs (see annotate_batch), then render the overlays asked for."""
         cb = callbacks or BatchCallbacks()
-        _check_render(self.config, render_dir)
+        _check_render(self.config, render_dir, jobs, output)
         report = run_serial(self.engine, jobs, overwrite, arguments, cb.events())
         return _render_outputs(jobs, output, render_dir, overwrite, report, cb)
 
 
-def _check_render(config: AnnotateConfig, render_dir: str | Path | None) -> None:
-    if render_dir is not None and config.fmt == "abaw":
+def _check_render(config: AnnotateConfig, render_dir: str | Path | None, jobs: list[Job], output: Path) -> None:
+    """--render with a table format, and every overlay's name short enough, before any video is annotated."""
+    if render_dir is None:
+        return
+    if config.fmt == "abaw":
         raise ValueError("--render needs a table (csv or parquet), not the ABAW format")
+    from fer_annotate.outputs.render import render_path
+
+    for job in jobs:
+        target = render_path(job.output, Path(output), Path(render_dir))
+        if len(os.fsencode(target.name)) > name_max(target.parent):
+            raise ValueError(f"{target}: file name too long for this file system (the overlay of {job.video}); "
+                             "rename the video or run without --render")
 
 
 def run_batch(spec: WorkerSpec, jobs: list[Job], output: Path, *, workers: str | int | None = None,
@@ -283,7 +293,7 @@ def run_batch(spec: WorkerSpec, jobs: list[Job], output: Path, *, workers: str |
     Raises ValueError for a bad `workers` and workers.WorkerError when workers cannot start.
     """
     cb = callbacks or BatchCallbacks()
-    _check_render(spec.config, render_dir)
+    _check_render(spec.config, render_dir, jobs, output)
     count = None if workers is None else str(workers)
     report = scale_runner(spec, jobs, count, ray, overwrite, arguments)(cb.events())
     return _render_outputs(jobs, output, render_dir, overwrite, report, cb)

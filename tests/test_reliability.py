@@ -131,6 +131,13 @@ def test_long_legal_names_are_annotated_and_too_long_ones_refused_first(torch_ho
     assert files(out) == [long_video.name + ".csv", long_video.name + ".csv.json"]
     file_out = tmp_path / ("t" * 246 + ".csv")  # the sidecar's name is 255 bytes, the lock's would be 256
     assert invoke([long_video, "-o", file_out, *FAST]).exit_code == 0 and len(read_table(file_out)) == 4
+    overlays = tmp_path / "overlays"  # the overlay's name is 242 bytes, its temporary name was 264
+    rendered = invoke([long_video, "-o", out, *FAST, "--render", overlays])
+    assert rendered.exit_code == 0 and files(overlays) == [long_video.name + ".overlay.mp4"], rendered.describe()
+    no_overlay = make_video(tmp_path / "in3" / ("x" * 240 + ".mp4"), frames=4)  # table fits, overlay 256 bytes
+    refused = invoke([no_overlay, "-o", tmp_path / "out3", *FAST, "--render", overlays])
+    assert refused.exit_code == 1 and "file name too long for this file system (the overlay of" in refused.output
+    assert not (tmp_path / "out3").exists(), "the video was annotated before its overlay was found impossible"
     too_long = make_video(tmp_path / "in2" / ("w" * 247 + ".mp4"), frames=4)  # output 255, sidecar 260
     refused = invoke([too_long, "-o", tmp_path / "out2", *FAST])
     assert refused.exit_code == 1, refused.describe()

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
+from fer_annotate.outputs.names import short_stem
 from fer_annotate.outputs.source import source_mismatch
 from fer_annotate.outputs.table import TableError, au_names, expression_names, load_table, read_sidecar
 
@@ -274,7 +275,8 @@ def render_overlay(video: str | Path, table: str | Path, output: str | Path,
         raise RenderError(str(exc)) from None
     total = int(meta["video"]["n_frames"])
     output.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial" + output.suffix, dir=output.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{short_stem(output.name)}.", suffix=".partial" + output.suffix,
+                                dir=output.parent)  # short_stem: the temporary name fits wherever `output` does
     os.close(fd)
     temp = Path(name)
     os.chmod(temp, 0o644)  # mkstemp makes it private; the overlay is an ordinary output file
