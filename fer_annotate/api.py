@@ -365,6 +365,9 @@ def annotate(video_or_list: str | Path | Sequence[str | Path], output: str | Pat
 
     One video (a file path): the table as a DataFrame (dtypes as `read_table`, metadata in `df.attrs`),
     written to `output` or, when None, to a temporary file that is removed; `render` is an overlay file.
+    As with `-o`, a complete `output` of the same video and settings is read back, not redone, and one made
+    with other settings or not by this tool raises ValueError unless `overwrite`. Paths may be str, bytes
+    or os.PathLike; every argument is checked before any work, with the CLI's messages.
     A list of videos or a folder: `output_dir` receives one table per video (relative paths mirrored),
     existing complete outputs are kept unless `overwrite`; `render` is then a folder for the overlays.
     Returns the paths of the complete outputs in job order; raises AnnotateError (after the whole batch)
