@@ -36,6 +36,7 @@ from fer_annotate.outputs.output import (
     sidecar_path,
     source_record,
     write_sidecar,
+    writing,
 )
 from fer_annotate.run.settings import SIDECAR_KEY as SETTINGS_KEY
 from fer_annotate.run.settings import content_settings
@@ -376,7 +377,13 @@ class Annotator:
         folder = Path(self.config.save_crops) / video_stem
         folder.mkdir(parents=True, exist_ok=True)
         pixels = frame.crops[det].permute(1, 2, 0).cpu().numpy()
-        Image.fromarray(pixels).save(folder / f"{frame.index:06d}_face{face_id}.png")
+        target = folder / f"{frame.index:06d}_face{face_id}.png"
+        with writing(target):
+            try:
+                Image.fromarray(pixels).save(target)
+            except BaseException:
+                target.unlink(missing_ok=True)  # never a truncated crop
+                raise
 
 
 class _Emitter:
