@@ -450,7 +450,7 @@ def distill(teacher, video_dirs, val_videos, init_bundle, fps, detector, model, 
     from fer_annotate.models.bundle import BundleError
     from fer_annotate.models.weights import resolve_bundle
     from training.harvest import HarvestConfig, harvest_faces
-    from training.loop import RunError, run_students
+    from training.loop import RunError, clear_run, run_students
 
     def videos(dirs) -> list[Path]:
         return [v for d in map(Path, dirs) for v in (find_videos(d) if d.is_dir() else [d])]
@@ -459,6 +459,8 @@ def distill(teacher, video_dirs, val_videos, init_bundle, fps, detector, model, 
     try:
         bundle = resolve_bundle(init_bundle)
         out_dir = Path(out)
+        if overwrite:  # start over before harvesting: the faces harvested below belong to the new run
+            clear_run(out_dir, keep_cache=False)  # new faces may reuse the old ones' paths
         harvest = HarvestConfig(fps=fps, detector=detector)
         with Landmarker(model) as landmarker:
             train_csv = harvest_faces(videos(video_dirs), out_dir / "faces", bundle.input, harvest, landmarker, log)
@@ -476,11 +478,15 @@ def distill(teacher, video_dirs, val_videos, init_bundle, fps, detector, model, 
             "balance": [], "augment": {"zoom_min": 1.0, "zoom_max": 1.1, "rotate": 10.0}, "threads": threads,
             "device": device, "command": _command(),
         })
-        summary = run_students(cfg, out_dir, overwrite, log=log)
+        summary = run_students(cfg, out_dir, overwrite=False, log=log)
     except (BundleError, DetectorError, GeometryError, VideoError, DataError, RunError, ValueError) as e:
         _fail(e)
     last = summary["rounds"][-1]
-    text = f"; held-out: {last['ensemble_val']['score']:.3f}" if "ensemble_val" in last else ""
+    text = ""
+    if "ensemble_val" in last:
+        before = summary.get("teacher_val")
+        start = f"{before['score']:.3f}" if before and before.get("tasks") else "n/a (no head for these labels)"
+        text = f"; held-out: {last['ensemble_val']['score']:.3f} adapted vs {start} for {bundle.name} before"
     click.echo(f"{len(last['members'])} students adapted from {bundle.name} in {out}{text}; "
                f"next: fer-train export {out} -o BUNDLE")
 

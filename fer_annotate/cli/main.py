@@ -29,6 +29,7 @@ from fer_annotate.cli.weights import weights
 from fer_annotate.faces.detect import AUTO, DETECTORS, DetectorError
 from fer_annotate.faces.geometry import GeometryError
 from fer_annotate.faces.sparse import DETECT_EVERY
+from fer_annotate.models.bundle import BundleError
 from fer_annotate.outputs.output import FORMATS
 from fer_annotate.run.jobs import Job, JobError, JobReport, output_format, plan_jobs
 from fer_annotate.run.workers import WorkerError
@@ -137,7 +138,7 @@ def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, smooth
     if render is not None and config.fmt == "abaw":
         raise click.UsageError("--render needs a table output (--format csv or parquet), not abaw")
     try:
-        jobs = plan_jobs(list(inputs), output, config.fmt)
+        jobs = plan_jobs(list(inputs), output, config.fmt, own=[render, config.save_crops])
     except JobError as exc:
         raise click.UsageError(str(exc)) from None
     if not jobs:
@@ -152,7 +153,7 @@ def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, smooth
                              render_dir=render, callbacks=callbacks, arguments=arguments)
 
         report = _run_with_progress(len(jobs), run)
-    except (DetectorError, GeometryError, ValueError, WorkerError) as exc:
+    except (BundleError, DetectorError, GeometryError, ValueError, WorkerError) as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(1)
     done, skipped, failed = len(report.done), len(report.skipped), len(report.failed)

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import secrets
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ import numpy as np
 # The table's columns are defined with the model stage that names its cells by them; kept importable from here.
 from fer_annotate.models.columns import IDENTITY_COLUMNS as IDENTITY_COLUMNS
 from fer_annotate.models.columns import TableSchema, au_column
+from fer_annotate.outputs.names import short_stem
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,15 +34,16 @@ def output_suffix(fmt: str) -> str:
 
 
 def temp_name(path: Path) -> Path:
-    """A fresh hidden temporary name beside `path`: `.NAME.<pid>-<random>.partial`."""
-    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
+    """A fresh hidden temporary name beside `path`: `.NAME.<pid>-<random>.partial` (NAME shortened when long,
+    see names.short_stem, so that it fits wherever `path` does)."""
+    return path.with_name(f".{short_stem(path.name)}.{os.getpid()}-{secrets.token_hex(4)}.partial")
 
 
 def stale_temps(path: Path) -> list[Path]:
     """Temporary files and folders of `path` and of its sidecar left by earlier runs (e.g. after kill -9)."""
     if not path.parent.is_dir():
         return []
-    names = "|".join(re.escape(p.name) for p in (path, sidecar_path(path)))
+    names = "|".join(re.escape(short_stem(p.name)) for p in (path, sidecar_path(path)))
     pattern = re.compile(rf"\.({names})\.\d+-[0-9a-f]{{8}}\.partial")
     return sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name))
 
@@ -69,6 +72,22 @@ def _temp_folder_beside(path: Path) -> Path:
     return temp
 
 
+class WriteError(OSError):
+    """An output that could not be written (a full disk, a read-only folder); the message names the file."""
+
+
+@contextmanager
+def writing(path: Path):
+    """Turn a file system error while writing `path` into a WriteError naming `path` (not a temporary name)."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise WriteError(f"{path}: cannot be written ({reason}); nothing of it is kept") from None
+
+
 class TableWriter:
     """Streams row chunks into a temporary file; `commit` renames it into place, `abort` removes it."""
 
@@ -80,16 +99,26 @@ class TableWriter:
         self.rows = 0
         self._parquet = None
         self._abaw: dict[int, dict[str, np.ndarray]] = {}
-        self._temp = None if fmt == "abaw" else _temp_beside(self.path)
-        if fmt == "csv":
-            import pandas as pd  # imported when first needed: it adds ~0.3 s to every start-up
+        self._temp = None
+        with writing(self.path):
+            self._temp = None if fmt == "abaw" else _temp_beside(self.path)
+            if fmt == "csv":
+                import pandas as pd  # imported when first needed: it adds ~0.3 s to every start-up
 
-            pd.DataFrame(columns=schema.columns).to_csv(self._temp, index=False)
+                try:
+                    pd.DataFrame(columns=schema.columns).to_csv(self._temp, index=False)
+                except BaseException:
+                    self.abort()
+                    raise
 
     def write(self, rows: list[dict]) -> None:
-        """Append rows (dicts keyed by column; missing keys are empty cells)."""
+        """Append rows (dicts keyed by column; missing keys are empty cells); WriteError when the disk is full."""
         if not rows:
             return
+        with writing(self.path):
+            self._write(rows)
+
+    def _write(self, rows: list[dict]) -> None:
         import pandas as pd
 
         df = pd.DataFrame.from_records(rows, columns=self.schema.columns)
@@ -156,16 +185,25 @@ class TableWriter:
                 (folder / "VA_Set" / f"{stem}.txt").write_text("\n".join(["valence,arousal", *lines]) + "\n")
 
     def commit(self) -> None:
-        """Move the finished output into place."""
+        """Move the finished output into place; WriteError (and nothing left behind) when it cannot be written."""
+        with writing(self.path):
+            self._commit()
+
+    def _commit(self) -> None:
         if self.fmt == "abaw":
             staging = _temp_folder_beside(self.path)
-            self._write_abaw(staging)
+            try:
+                self._write_abaw(staging)
+            except BaseException:
+                _remove_tree(staging)
+                raise
             if self.path.exists():
                 _remove_tree(self.path)
             os.replace(staging, self.path)
             return
         if self._parquet is not None:
             self._parquet.close()
+            self._parquet = None
         elif self.fmt == "parquet":
             import pandas as pd
             import pyarrow as pa
@@ -178,9 +216,13 @@ class TableWriter:
     def abort(self) -> None:
         """Remove the temporary output of a failed run."""
         if self._parquet is not None:
-            self._parquet.close()
-        if self._temp is not None and self._temp.exists():
-            self._temp.unlink()
+            try:
+                self._parquet.close()
+            except OSError:  # the disk is full: the file goes anyway
+                pass
+            self._parquet = None
+        if self._temp is not None:
+            self._temp.unlink(missing_ok=True)
 
 
 def _remove_tree(path: Path) -> None:
@@ -197,9 +239,14 @@ def sidecar_path(output: Path) -> Path:
 def write_sidecar(output: Path, meta: dict) -> None:
     """Write the sidecar atomically; it is written last and marks the output as complete."""
     path = sidecar_path(output)
-    temp = _temp_beside(path)
-    temp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
-    os.replace(temp, path)
+    with writing(path):
+        temp = _temp_beside(path)
+        try:
+            temp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
+            os.replace(temp, path)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
 
 
 HEAD_BYTES = 1 << 20

@@ -29,7 +29,17 @@ from fer_annotate.faces.track import Tracker, TrackerConfig
 from fer_annotate.media.video import Sampling, Video, VideoError
 from fer_annotate.models.bundle import InputSpec
 from fer_annotate.models.model import ModelStage, crop_template
-from fer_annotate.outputs.output import TableSchema, TableWriter, sidecar_path, source_record, write_sidecar
+from fer_annotate.outputs.output import (
+    TableSchema,
+    TableWriter,
+    remove_path,
+    sidecar_path,
+    source_record,
+    write_sidecar,
+    writing,
+)
+from fer_annotate.run.settings import SIDECAR_KEY as SETTINGS_KEY
+from fer_annotate.run.settings import content_settings
 from fer_annotate.run.threads import DECODE_THREADS
 
 WRITE_EVERY = 256
@@ -206,12 +216,10 @@ class Annotator:
                 f"{video_path}: no frames in the selected time window "
                 f"(the video's frames span {video.times[0]:.3f}-{video.times[-1]:.3f} s)"
             )
-        side = sidecar_path(output)
-        if side.exists():
-            side.unlink()
         writer = TableWriter(output, self.schema(), self.config.fmt, Path(video_path).stem, video.info.n_frames)
         try:
             stats = self._annotate(video, indices, writer, on_frames)
+            sidecar_path(output).unlink(missing_ok=True)  # the old output stays whole until the new one is done
             writer.commit()
         except BaseException:
             writer.abort()
@@ -229,14 +237,23 @@ class Annotator:
             stage_seconds=stats["stages"],
             frames_detected=stats["frames_detected"],
         )
-        meta = self._metadata(video, source, summary, arguments)
-        if self.config.fmt != "abaw":
-            from fer_annotate.outputs.summary import summarize  # pandas: imported once rows are written
-            from fer_annotate.outputs.table import load_table
+        try:
+            meta = self._metadata(video, source, summary, arguments)
+            if self.config.fmt != "abaw":
+                from fer_annotate.outputs.summary import summarize  # pandas: imported once rows are written
+                from fer_annotate.outputs.table import load_table
 
-            meta["summary"] = summarize(load_table(output))
-        write_sidecar(output, meta)
+                meta["summary"] = summarize(load_table(output))
+            write_sidecar(output, meta)
+        except BaseException:
+            remove_path(output)  # a table without its sidecar would be a result nobody can trust
+            raise
         return summary
+
+    def settings(self) -> dict:
+        """The settings that decide this annotator's tables (the sidecar's `settings`; see run.settings)."""
+        sha = self.geometry.sha256 if self.geometry is not None else None
+        return content_settings(self.config, self.model, sha)
 
     def _metadata(self, video: Video, source: dict, summary: RunSummary, arguments: dict | None) -> dict:
         cfg = self.config
@@ -247,6 +264,7 @@ class Annotator:
             "versions": _versions(),
             "arguments": arguments or {},
             "config": json.loads(json.dumps(asdict(cfg), default=str)),
+            SETTINGS_KEY: self.settings(),
             "detector": resolve_detector(cfg.detector.name, video.still),
             "device": cfg.device,
             "torch_threads": torch.get_num_threads(),
@@ -359,7 +377,13 @@ class Annotator:
         folder = Path(self.config.save_crops) / video_stem
         folder.mkdir(parents=True, exist_ok=True)
         pixels = frame.crops[det].permute(1, 2, 0).cpu().numpy()
-        Image.fromarray(pixels).save(folder / f"{frame.index:06d}_face{face_id}.png")
+        target = folder / f"{frame.index:06d}_face{face_id}.png"
+        with writing(target):
+            try:
+                Image.fromarray(pixels).save(target)
+            except BaseException:
+                target.unlink(missing_ok=True)  # never a truncated crop
+                raise
 
 
 class _Emitter:
