@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from fer_annotate.api import BatchCallbacks, build_config, run_batch, worker_spec
+from fer_annotate.cli.events import events
 from fer_annotate.cli.params import (
     COUNT,
     DEVICE_ANYWHERE,
@@ -53,6 +54,7 @@ def main() -> None:
       fer-annotate render VIDEO TABLE -o overlay.mp4
       fer-annotate plot TABLE -o figure.png|.svg|.pdf
       fer-annotate summary TABLE_OR_FOLDER... [--json]
+      fer-annotate events TABLE_OR_FOLDER... -o events.csv|.eaf|.srt|.boris.csv|FOLDER
       fer-annotate weights list|pull|import|verify
     """
 
@@ -208,5 +210,5 @@ def _report(out: Console, job: Job, message: str) -> None:
         out.print(f"[green]{escape(str(job.video))}[/]: {escape(message)}", highlight=False)
 
 
-for command in (weights, render, plot, summary):
+for command in (weights, render, plot, summary, events):
     main.add_command(command)
