@@ -18,7 +18,9 @@ Smiles (`SmileRule`): the mean of the mouthSmile blendshapes (else the happiness
 thresholds with hysteresis, a minimum duration and gap merging.
 
 Expression episodes (`EpisodeRule`): the dominant expression switches only when another one's
-probability exceeds the current one's by `margin` (hysteresis); runs shorter than `min_s` are dropped.
+probability has exceeded the current one's by `margin` (hysteresis) for `min_s`; so a shorter
+intrusion stays inside the episode around it, and runs shorter than `min_s` (at a face's first
+appearance) are dropped.
 """
 
 from dataclasses import asdict, dataclass, field
@@ -230,17 +232,29 @@ def smiles(video: str, face: FaceSeries, columns: list[str], rule: SmileRule) ->
     return events
 
 
-def dominant(probs: np.ndarray, present: np.ndarray, margin: float) -> np.ndarray:
-    """Index of the dominant expression per sample (-1 where absent), switching only by `margin`."""
+def dominant(probs: np.ndarray, face: FaceSeries, margin: float, min_s: float) -> np.ndarray:
+    """Index of the dominant expression per sample (-1 where absent).
+
+    Another expression takes over only once it has led the current one by `margin` for `min_s` (its
+    episode then starts where it began to lead), so a short intrusion does not split an episode.
+    """
     out = np.full(len(probs), -1)
-    current = -1
-    for i, (p, here) in enumerate(zip(probs, present, strict=True)):
+    current, candidate, since = -1, -1, 0
+    for i, (p, here) in enumerate(zip(probs, face.present, strict=True)):
         if not here or not np.isfinite(p).all():
-            current = -1
+            current, candidate = -1, -1
+            continue
+        best = int(np.argmax(p))
+        if current < 0:
+            current = best
+        elif best != current and p[best] - p[current] >= margin:
+            if candidate != best:
+                candidate, since = best, i
+            if face.times[i] + face.durations[i] - face.times[since] >= min_s - 1e-9:
+                out[since:i] = current = best
+                candidate = -1
         else:
-            best = int(np.argmax(p))
-            if current < 0 or p[best] - p[current] >= margin:
-                current = best
+            candidate = -1
         out[i] = current
     return out
 
@@ -251,7 +265,7 @@ def episodes(video: str, face: FaceSeries, columns: list[str], rule: EpisodeRule
     if not names:
         return []
     probs = face.rows[[f"expr_{n}" for n in names]].to_numpy(dtype=np.float64, na_value=np.nan)
-    state = dominant(probs, face.present, rule.margin)
+    state = dominant(probs, face, rule.margin, rule.min_s)
     events = []
     for k, name in enumerate(names):
         for first, last in runs(state == k):
