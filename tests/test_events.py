@@ -164,3 +164,18 @@ def test_cli_events_on_a_real_video(shared_dir: Path, torch_home: Path, tmp_path
     bad.write_text("a,b\n1,2\n")
     result = invoke(["events", bad, "-o", tmp_path / "bad.csv"])
     assert result.exit_code == 1 and "sidecar" in result.output and not (tmp_path / "bad.csv").exists()
+
+
+def test_summary_figures_per_face():
+    from fer_annotate.outputs.summary import summarize, summary_lines
+
+    df = make_table(n=300, blink={60: 0.5, 61: 0.5, 200: 0.5}, smile=(30, 120), expr={"happiness": (30, 120)})
+    face = summarize(df)["faces"][0]
+    assert face["blinks"] == 2 and face["blinks_per_minute"] == pytest.approx(2 / 10 * 60, rel=1e-3)
+    assert face["blink_mean_s"] == pytest.approx((2 / FPS + 1 / FPS) / 2, rel=1e-3)
+    assert face["smile_share"] == pytest.approx(0.3, rel=1e-3)
+    assert face["expression_seconds"]["happiness"] == pytest.approx(3.0, rel=1e-3)
+    header, rows = summary_lines([summarize(df)])
+    assert "blinks/min" in header and rows[0][header.index("blinks/min")] == "12.0"
+    no_eyes = summarize(df.drop(columns=["bs_eyeBlinkLeft", "bs_eyeBlinkRight"]))["faces"][0]
+    assert "blinks_per_minute" not in no_eyes, "no eyeBlink columns: no blink figures, rather than zero"
