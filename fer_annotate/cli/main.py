@@ -23,6 +23,7 @@ from fer_annotate.cli.params import (
     smooth_spec,
     workers_count,
 )
+from fer_annotate.cli.photos import annotate_photo_set
 from fer_annotate.cli.view import plot, render, summary
 from fer_annotate.cli.weights import weights
 from fer_annotate.faces.detect import AUTO, DETECTORS, DetectorError
@@ -30,6 +31,7 @@ from fer_annotate.faces.geometry import GeometryError
 from fer_annotate.faces.sparse import DETECT_EVERY
 from fer_annotate.outputs.output import FORMATS
 from fer_annotate.run.jobs import Job, JobError, JobReport, output_format, plan_jobs
+from fer_annotate.run.photoset import is_photo_set
 from fer_annotate.run.workers import WorkerError
 
 console = Console(stderr=True, soft_wrap=True)
@@ -62,7 +64,8 @@ def main() -> None:
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="Output file for one video; a folder for several (mirrors relative paths).")
+              help="Output file for one video; a folder for several (mirrors relative paths); for one folder of "
+                   "photos, a .csv or .parquet file: one table of the whole set (path column, resumable).")
 @click.option("--weights", default=None, metavar="NAME|PATH",
               help="Weights bundle (registry name or folder); 'none' for faces only. Default: the paper's "
                    "ensemble if cached, else the shipped offline bundle.")
@@ -122,6 +125,10 @@ def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, smooth
         check_cuda(str(options["device"]))
     if options["geometry"] != "none" and options["fmt"] == "abaw":
         raise click.UsageError("--geometry: ABAW files have no place for pose or blendshapes; use csv or parquet")
+    if is_photo_set(list(inputs), output):
+        annotate_photo_set(inputs[0], output, weights, smooth, threads, overwrite, workers or ray_address or render,
+                           options, arguments, _describe)
+        return
     try:
         options["fmt"] = output_format(list(inputs), output, options["fmt"])
         config = build_config(check_device=ray_address is None, **options)

@@ -238,6 +238,13 @@ class Annotator:
         write_sidecar(output, meta)
         return summary
 
+    def rows(self, path: Path) -> list[dict]:
+        """Annotate one input (a photo of a set) and return its rows instead of writing a table."""
+        video = Video(path, threads=self.config.decode_threads)
+        rows = _Rows()
+        self._annotate(video, video.select(self.config.sampling), rows, None)
+        return rows.rows
+
     def _metadata(self, video: Video, source: dict, summary: RunSummary, arguments: dict | None) -> dict:
         cfg = self.config
         return {
@@ -360,6 +367,16 @@ class Annotator:
         folder.mkdir(parents=True, exist_ok=True)
         pixels = frame.crops[det].permute(1, 2, 0).cpu().numpy()
         Image.fromarray(pixels).save(folder / f"{frame.index:06d}_face{face_id}.png")
+
+
+class _Rows:
+    """A writer that keeps the rows (see `Annotator.rows`)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def write(self, rows: list[dict]) -> None:
+        self.rows.extend(rows)
 
 
 class _Emitter:
