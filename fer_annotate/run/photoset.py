@@ -23,7 +23,7 @@ from fer_annotate.outputs.output import sidecar_path, temp_name, write_sidecar
 from fer_annotate.run.lock import OutputLock
 from fer_annotate.run.pipeline import Annotator
 
-PART_IMAGES = 256
+PART_IMAGES = 128
 TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet"}
 
 
