@@ -83,3 +83,14 @@ def test_parquet_failures_and_videos(folder: Path, annotator, tmp_path: Path, sh
     shutil.copy(shared_dir / "fixtures" / "videos" / "pyfeat_single_face.mp4", mixed / "clip.mp4")
     with pytest.raises(PhotoSetError, match="is a video"):
         PhotoSet(annotator, mixed, tmp_path / "again.csv", "csv").run()
+
+
+def test_cli_refuses_videos_and_spreading(shared_dir: Path, tmp_path: Path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    shutil.copy(shared_dir / "fixtures" / "videos" / "pyfeat_single_face.mp4", videos)
+    result = invoke([videos, "-o", tmp_path / "faces.csv"])
+    assert result.exit_code == 2 and "is a video" in result.output, result.describe()
+    result = invoke([videos, "-o", tmp_path / "faces.csv", "--workers", "2"])
+    assert result.exit_code == 2 and "one process" in result.output, result.describe()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["videos"]

@@ -19,13 +19,14 @@ def annotate_photo_set(folder: Path, output: Path, weights: str | None, smooth: 
     from fer_annotate.api import annotate_photos, build_config, worker_spec
     from fer_annotate.faces.detect import DetectorError
     from fer_annotate.faces.geometry import GeometryError
-    from fer_annotate.run.photoset import PhotoSetError, photo_format
+    from fer_annotate.run.photoset import PhotoSetError, find_photos, photo_format
 
     if spread:
         raise click.UsageError("a photo set (a folder into one .csv/.parquet table) runs in one process, "
                                "without --workers, --ray or --render")
     try:
         options["fmt"] = photo_format(output, options["fmt"])
+        find_photos(folder)  # a folder with videos, or without images, is a usage error before models load
         config = build_config(**options)
     except (PhotoSetError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
