@@ -32,6 +32,8 @@ from fer_annotate.run.workers import Events, WorkerSpec, build_annotator, run_se
 if TYPE_CHECKING:  # pandas is imported when a table is read, not for a run of the CLI
     import pandas as pd
 
+    from fer_annotate.run.photoset import PhotoSetReport
+
 # CLI option name -> (nested config field or None for AnnotateConfig itself, field name)
 OPTION_ALIASES: dict[str, tuple[str | None, str]] = {
     "detector": ("detector", "name"),
@@ -356,6 +358,17 @@ def _check_run(smooth: str, threads: object, workers: object) -> None:
     parse_workers(None if workers is None else str(workers))
 
 
+def annotate_photos(spec: WorkerSpec, folder: str | Path, output: str | Path, *, overwrite: bool = False,
+                    on_images: Callable[[int, int], None] | None = None,
+                    arguments: dict | None = None) -> "PhotoSetReport":
+    """A folder of photos into one table `output` (.csv or .parquet; `path` column relative to the folder),
+    resuming an unfinished run (see `run.photoset`); on_images(done, total) reports progress."""
+    from fer_annotate.run.photoset import PhotoSet
+
+    engine = build_annotator(spec, spec.config.device)
+    return PhotoSet(engine, Path(folder), Path(output), spec.config.fmt).run(overwrite, on_images, arguments)
+
+
 def annotate(video_or_list: str | Path | Sequence[str | Path], output: str | Path | None = None,
              output_dir: str | Path | None = None, *, weights: str | None = None, smooth: str = "gauss",
              overwrite: bool = False, render: str | Path | None = None, threads: int | None = None,
@@ -368,6 +381,8 @@ def annotate(video_or_list: str | Path | Sequence[str | Path], output: str | Pat
     As with `-o`, a complete `output` of the same video and settings is read back, not redone, and one made
     with other settings or not by this tool raises ValueError unless `overwrite`. Paths may be str, bytes
     or os.PathLike; every argument is checked before any work, with the CLI's messages.
+    A folder of photos with `output` (a .csv or .parquet file): one table of every face of every image, with
+    a `path` column (see `annotate_photos`), returned as a DataFrame.
     A list of videos or a folder: `output_dir` receives one table per video (relative paths mirrored),
     existing complete outputs are kept unless `overwrite`; `render` is then a folder for the overlays.
     Returns the paths of the complete outputs in job order; raises AnnotateError (after the whole batch)
@@ -380,6 +395,14 @@ def annotate(video_or_list: str | Path | Sequence[str | Path], output: str | Pat
     inputs = [as_path(video_or_list, "video")] if one else [as_path(p, "video") for p in video_or_list]
     _check_run(smooth, threads, workers)
     single = one and not inputs[0].is_dir()
+    if one and output is not None and output_dir is None and not single:
+        from fer_annotate.outputs.table import read_table
+        from fer_annotate.run.photoset import photo_format
+
+        options["fmt"] = photo_format(as_path(output, "output"), options.get("fmt"))  # photos into one table
+        spec = worker_spec(build_config(**options), weights, smooth, threads)
+        annotate_photos(spec, inputs[0], as_path(output, "output"), overwrite=overwrite)
+        return read_table(output)
     if single and output_dir is None:
         if workers is not None or ray is not None:
             raise TypeError("workers and ray spread a batch (give output_dir)")

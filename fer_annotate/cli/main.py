@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from fer_annotate import __version__
 from fer_annotate.api import BatchCallbacks, build_config, run_batch, worker_spec
+from fer_annotate.cli.events import events
 from fer_annotate.cli.help import Group, option_panel
 from fer_annotate.cli.params import (
     COUNT,
@@ -24,6 +25,7 @@ from fer_annotate.cli.params import (
     smooth_spec,
     workers_count,
 )
+from fer_annotate.cli.photos import annotate_photo_set
 from fer_annotate.cli.view import plot, render, summary
 from fer_annotate.cli.weights import weights
 from fer_annotate.faces.detect import AUTO, DETECTORS, DetectorError
@@ -32,6 +34,7 @@ from fer_annotate.faces.sparse import DETECT_EVERY
 from fer_annotate.models.bundle import BundleError
 from fer_annotate.outputs.output import FORMATS
 from fer_annotate.run.jobs import Job, JobError, JobReport, output_format, plan_jobs
+from fer_annotate.run.photoset import is_photo_set
 from fer_annotate.run.workers import WorkerError
 
 console = Console(stderr=True, soft_wrap=True)
@@ -56,6 +59,7 @@ def main() -> None:
       fer-annotate render VIDEO TABLE -o overlay.mp4
       fer-annotate plot TABLE -o figure.png|.svg|.pdf
       fer-annotate summary TABLE_OR_FOLDER... [--json]
+      fer-annotate events TABLE_OR_FOLDER... -o events.csv|.eaf|.srt|.boris.csv|FOLDER
       fer-annotate weights list|pull|import|verify
     """
 
@@ -70,7 +74,8 @@ def main() -> None:
 @option_panel("Scale-out", options=["--workers", "--ray"])
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="Output file for one video; a folder for several (mirrors relative paths).")
+              help="Output file for one video; a folder for several (mirrors relative paths); for one folder of "
+                   "photos, a .csv or .parquet file: one table of the whole set (path column, resumable).")
 @click.option("--weights", default=None, metavar="NAME|PATH",
               help="Weights bundle (registry name or folder); 'none' for faces only. Default: the paper's "
                    "ensemble if cached, else the shipped offline bundle.")
@@ -130,6 +135,10 @@ def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, smooth
         check_cuda(str(options["device"]))
     if options["geometry"] != "none" and options["fmt"] == "abaw":
         raise click.UsageError("--geometry: ABAW files have no place for pose or blendshapes; use csv or parquet")
+    if is_photo_set(list(inputs), output):
+        annotate_photo_set(inputs[0], output, weights, smooth, threads, overwrite, workers or ray_address or render,
+                           options, arguments, _describe)
+        return
     try:
         options["fmt"] = output_format(list(inputs), output, options["fmt"])
         config = build_config(check_device=ray_address is None, **options)
@@ -218,5 +227,5 @@ def _report(out: Console, job: Job, message: str) -> None:
         out.print(f"[green]{escape(str(job.video))}[/]: {escape(message)}", highlight=False)
 
 
-for command in (weights, render, plot, summary):
+for command in (weights, render, plot, summary, events):
     main.add_command(command)

@@ -8,10 +8,6 @@ import click
 
 from fer_annotate.run.values import COUNT, FINITE, NON_NEGATIVE, POSITIVE, POSITIVE_INT, PROBABILITY, Finite
 
-    def _describe_range(self) -> str:
-        """No range in the help of an unbounded one (click would print `x<=None`)."""
-        return "" if self.min is None and self.max is None else super()._describe_range()
-
 
 class Device(click.ParamType):
     """`auto`, `cpu`, `cuda` or `cuda:N`; a CUDA device must exist (unless `local` is False: with `--ray` the

@@ -74,7 +74,8 @@ def plot(table: Path, output: Path, max_faces: int, max_points: int, dpi: int) -
 @click.argument("tables", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a list, one object per video) instead.")
 def summary(tables: tuple[Path, ...], as_json: bool) -> None:
-    """One line per video and face: seconds seen, share per expression, mean valence/arousal, AU base rates.
+    """One line per video and face: seconds seen, share per expression, mean valence/arousal, blinks per minute,
+    mean blink duration, share of time smiling, AU base rates (--json: also seconds per expression).
 
     TABLES are outputs of this tool (CSV or Parquet) or folders holding them (searched recursively).
     """
@@ -98,7 +99,7 @@ def summary(tables: tuple[Path, ...], as_json: bool) -> None:
             console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
             failed += 1
             continue
-        results.append({"table": str(path), **(df.attrs.get("summary") or summarize(df))})
+        results.append({"table": str(path), **summarize(df)})  # recomputed: older sidecars lack newer figures
     if as_json:
         click.echo(json.dumps(results, indent=2))
     else:

@@ -17,6 +17,7 @@ class TableSchema:
     expr_names: list[str] = field(default_factory=list)
     has_va: bool = False
     bs_names: list[str] = field(default_factory=list)
+    bs_raw_names: list[str] = field(default_factory=list)  # blendshapes also written unsmoothed (bs_<name>_raw)
     has_pose: bool = False
     extra: list[str] = field(default_factory=list)  # float columns of optional stages (geometry), last
 
@@ -36,6 +37,7 @@ class TableSchema:
         if self.bs_names:
             cols += [f"bs_{name}" for name in self.bs_names]
             cols.append("bs_std")
+            cols += [f"bs_{name}_raw" for name in self.bs_raw_names]
         if self.has_pose:
             cols += ["pose_yaw", "pose_pitch", "pose_roll", "pose_std"]
         return cols + list(self.extra)

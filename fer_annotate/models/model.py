@@ -14,6 +14,10 @@ from fer_annotate.models.columns import TableSchema, au_column
 from fer_annotate.models.ensemble import Ensemble, EnsembleOutput, decide
 from fer_annotate.models.temporal import SmoothSpec, TrackFilter
 
+# Blendshapes also written unsmoothed (`bs_<name>_raw`) when the temporal filter is on: a blink lasts
+# 100-400 ms, and the default Gaussian (sigma 0.1 s) halves its peak (0.40 -> 0.28 on a real clip).
+RAW_BLENDSHAPES = ("eyeBlinkLeft", "eyeBlinkRight")
+
 
 def crop_template(spec: InputSpec) -> CropTemplate:
     """The alignment target of an input spec: template points, crop size, box-crop scale."""
@@ -39,7 +43,7 @@ class _RowFilter:
 
     def push(self, frame: int, time_s: float, item: tuple[dict, EnsembleOutput]) -> list[tuple[int, dict]]:
         row, out = item
-        self.rows[frame] = row
+        self.rows[frame] = {**row, **self.stage.raw_columns(out)}
         return self._finish(self.filter.push(frame, time_s, out))
 
     def flush(self) -> list[tuple[int, dict]]:
@@ -72,7 +76,21 @@ class ModelStage:
             has_va="VA" in tasks,
             bs_names=list(self.bundle.bs_names) if "BS" in tasks and self.geometry_columns else [],
             has_pose="POSE" in tasks and self.geometry_columns,
+            bs_raw_names=self._raw_names(),
         )
+
+    def _raw_names(self) -> list[str]:
+        """The blendshapes written unsmoothed too: RAW_BLENDSHAPES the bundle has, when a filter changes them."""
+        if "BS" not in self.bundle.tasks or not self.geometry_columns:
+            return []
+        if self.smooth.kind == "none" and not self.ensemble.temporal:
+            return []
+        return [name for name in RAW_BLENDSHAPES if name in self.bundle.bs_names]
+
+    def raw_columns(self, out: EnsembleOutput) -> dict:
+        """Cells of the unsmoothed blendshapes of one row (before any temporal filter)."""
+        index = {name: k for k, name in enumerate(self.bundle.bs_names)}
+        return {f"bs_{name}_raw": round(float(out.bs_prob[0, index[name]]), 5) for name in self._raw_names()}
 
     def summary(self) -> str:
         """One line for the console: which bundle, how many members, which tasks, temporal model."""

@@ -1,4 +1,6 @@
-"""Per-video, per-face summary of a table: time seen, expression shares, mean valence/arousal, AU base rates.
+"""Per-video, per-face summary of a table: time seen, expression shares and seconds, mean valence/arousal,
+AU base rates, and the event figures (blinks per minute, mean blink duration, share of time smiling) found
+by `events.find_events` with its default rules.
 
 Written into each output's sidecar (`summary`) and printed by `fer-annotate summary`, so that a folder of
 outputs can be compared at a glance. Time is counted from the container timestamps: each sampled frame
@@ -11,6 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from fer_annotate.outputs.events import EventRules, blink_columns, find_events, smile_signal
 from fer_annotate.outputs.table import au_names, expression_names
 
 DIGITS = 4
@@ -48,6 +51,9 @@ def summarize(df: pd.DataFrame) -> dict:
     if not len(ok) or "face_id" not in columns:
         return result
     exprs, aus = expression_names(columns), au_names(columns)
+    events = find_events(df, EventRules(kinds=("blink", "smile")))
+    has_blinks = blink_columns(columns) is not None
+    has_smiles = smile_signal(columns, ok.iloc[:0], "auto") is not None
     for face_id, rows in ok.groupby("face_id", sort=True, observed=True):
         frames = rows["frame"].to_numpy(dtype=np.int64)
         face: dict = {
@@ -60,14 +66,32 @@ def summarize(df: pd.DataFrame) -> dict:
         if exprs and "expression" in columns:
             counts = rows["expression"].astype(str).value_counts()
             face["expression_share"] = {name: _num(counts.get(name, 0) / len(rows)) for name in exprs}
+            seconds = durations.reindex(frames).groupby(rows["expression"].astype(str).to_numpy()).sum()
+            face["expression_seconds"] = {name: _num(seconds.get(name, 0.0)) for name in exprs}
             face["top_expression"] = max(exprs, key=lambda n: counts.get(n, 0))
         for col in ("valence", "arousal"):
             if col in columns:
                 face[f"{col}_mean"] = _num(rows[col].astype(float).mean())
         if aus:
             face["au_rate"] = {au: _num(rows[au].astype(float).mean()) for au in aus}
+        face.update(_event_figures(events[events["face_id"] == face_id], face["seconds"], has_blinks, has_smiles))
         result["faces"].append(face)
     return result
+
+
+def _event_figures(events: pd.DataFrame, seconds: float | None, blinks: bool, smiles: bool) -> dict:
+    """Blinks per minute, mean blink duration (s), share of the face's time smiling; only those the table gives."""
+    out: dict = {}
+    if not seconds:
+        return out
+    if blinks:
+        found = events[events["kind"] == "blink"]
+        out["blinks"] = int(len(found))
+        out["blinks_per_minute"] = _num(len(found) / seconds * 60)
+        out["blink_mean_s"] = _num(found["duration_s"].mean()) if len(found) else None
+    if smiles:
+        out["smile_share"] = _num(events.loc[events["kind"] == "smile", "duration_s"].sum() / seconds)
+    return out
 
 
 def summary_lines(summaries: list[dict]) -> tuple[list[str], list[list[str]]]:
@@ -79,8 +103,12 @@ def summary_lines(summaries: list[dict]) -> tuple[list[str], list[list[str]]]:
             exprs += [n for n in face.get("expression_share", {}) if n not in exprs]
             aus += [a for a in face.get("au_rate", {}) if a not in aus]
     has_va = any("valence_mean" in f for s in summaries for f in s["faces"])
+    has_blinks = any("blinks_per_minute" in f for s in summaries for f in s["faces"])
+    has_smiles = any("smile_share" in f for s in summaries for f in s["faces"])
     header = ["video", "face", "seconds", "frames", "top", *[n[:4] for n in exprs]]
     header += ["valence", "arousal"] if has_va else []
+    header += ["blinks/min", "blink_s"] if has_blinks else []
+    header += ["smiling"] if has_smiles else []
     header += aus
     rows: list[list[str]] = []
     for s in summaries:
@@ -93,12 +121,15 @@ def summary_lines(summaries: list[dict]) -> tuple[list[str], list[list[str]]]:
             row += [_fmt(share.get(n)) for n in exprs]
             row += [_fmt(face.get("valence_mean"), signed=True), _fmt(face.get("arousal_mean"), signed=True)] \
                 if has_va else []
+            row += [_fmt(face.get("blinks_per_minute"), digits=1), _fmt(face.get("blink_mean_s"), digits=3)] \
+                if has_blinks else []
+            row += [_fmt(face.get("smile_share"))] if has_smiles else []
             row += [_fmt(rate.get(a)) for a in aus]
             rows.append(row)
     return header, rows
 
 
-def _fmt(value: float | None, signed: bool = False) -> str:
+def _fmt(value: float | None, signed: bool = False, digits: int = 2) -> str:
     if value is None:
         return ""
-    return f"{value:+.2f}" if signed else f"{value:.2f}"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"

@@ -255,6 +255,13 @@ class Annotator:
         sha = self.geometry.sha256 if self.geometry is not None else None
         return content_settings(self.config, self.model, sha)
 
+    def rows(self, path: Path) -> list[dict]:
+        """Annotate one input (a photo of a set) and return its rows instead of writing a table."""
+        video = Video(path, threads=self.config.decode_threads)
+        rows = _Rows()
+        self._annotate(video, video.select(self.config.sampling), rows, None)
+        return rows.rows
+
     def _metadata(self, video: Video, source: dict, summary: RunSummary, arguments: dict | None) -> dict:
         cfg = self.config
         return {
@@ -384,6 +391,16 @@ class Annotator:
             except BaseException:
                 target.unlink(missing_ok=True)  # never a truncated crop
                 raise
+
+
+class _Rows:
+    """A writer that keeps the rows (see `Annotator.rows`)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def write(self, rows: list[dict]) -> None:
+        self.rows.extend(rows)
 
 
 class _Emitter:

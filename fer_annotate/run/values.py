@@ -17,6 +17,10 @@ class Finite(click.FloatRange):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return super().convert(number, param, ctx)
 
+    def _describe_range(self) -> str:
+        """No range in the help of an unbounded one (click would print `x<=None`)."""
+        return "" if self.min is None and self.max is None else super()._describe_range()
+
 
 POSITIVE_INT = click.IntRange(min=1)
 COUNT = click.IntRange(min=0)

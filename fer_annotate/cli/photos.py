@@ -1,0 +1,54 @@
+"""`fer-annotate photos/ -o faces.csv`: a folder of photos into one table, with a progress bar."""
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+console = Console(stderr=True, soft_wrap=True)
+
+
+def annotate_photo_set(folder: Path, output: Path, weights: str | None, smooth: str, threads: int | None,
+                       overwrite: bool, spread: object, options: dict, arguments: dict,
+                       describe: Callable) -> None:
+    """Run a photo set as the `annotate` command does (`spread`: --workers, --ray or --render, refused)."""
+    from fer_annotate.api import annotate_photos, build_config, worker_spec
+    from fer_annotate.faces.detect import DetectorError
+    from fer_annotate.faces.geometry import GeometryError
+    from fer_annotate.run.photoset import PhotoSetError, find_photos, photo_format
+
+    if spread:
+        raise click.UsageError("a photo set (a folder into one .csv/.parquet table) runs in one process, "
+                               "without --workers, --ray or --render")
+    try:
+        options["fmt"] = photo_format(output, options["fmt"])
+        find_photos(folder)  # a folder with videos, or without images, is a usage error before models load
+        config = build_config(**options)
+    except (PhotoSetError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    try:
+        spec = worker_spec(config, weights, smooth, threads)
+        describe(spec.bundle, smooth, spec.note)
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task(escape(folder.name or str(folder)), total=None)
+            report = annotate_photos(spec, folder, output, overwrite=overwrite, arguments=arguments,
+                                     on_images=lambda done, total: progress.update(task, completed=done, total=total))
+    except (PhotoSetError, DetectorError, GeometryError, ValueError) as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(1)
+    if report.skipped:
+        console.print(f"{escape(str(output))}: skipped (complete table of these {report.images} images exists; "
+                      "--overwrite to redo)", highlight=False)
+        return
+    resumed = f", {report.resumed} from an earlier run" if report.resumed else ""
+    console.print(f"[green]{escape(str(output))}[/]: {report.images} images{resumed}, {report.rows} rows",
+                  highlight=False)
+    for _, message in report.failed:
+        console.print(f"  [red]failed:[/] {escape(message)}", highlight=False)
+    if report.failed:
+        sys.exit(1)

@@ -1,0 +1,222 @@
+"""A folder of photos into one table: `fer-annotate photos/ -o faces.csv` (or .parquet).
+
+One row per face per image (a `no_face` row for an image without faces), with a `path` column relative to
+the folder, in the order of the folder's sorted file names. Resumable like a folder run: finished images
+are kept in parts (`.<OUT>.parts/`, beside the output: CSV chunks of PART_IMAGES images, each followed by
+its manifest, which marks it done); a run stopped midway continues where it stopped, and the table and
+then its sidecar appear only when every image is done, so nothing partial ever looks complete. Parts
+made with other settings are discarded. An image that cannot be read is listed in the sidecar (`failed`)
+and the others go on.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fer_annotate.media.still import is_image
+from fer_annotate.media.video import find_videos
+from fer_annotate.outputs.output import sidecar_path, temp_name, write_sidecar
+from fer_annotate.run.lock import OutputLock
+from fer_annotate.run.pipeline import Annotator
+
+PART_IMAGES = 128
+TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet"}
+
+
+class PhotoSetError(Exception):
+    """A photo set that cannot be run (videos in the folder, no images); one line."""
+
+
+@dataclass
+class PhotoSetReport:
+    """How a photo set went: images annotated now, taken from earlier parts, failed (path, message)."""
+
+    output: Path
+    images: int = 0
+    annotated: int = 0
+    resumed: int = 0
+    rows: int = 0
+    skipped: bool = False
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def is_photo_set(inputs: list[Path], output: Path) -> bool:
+    """Whether a run is a photo set: one folder in, and -o a table file name (.csv, .parquet)."""
+    return (len(inputs) == 1 and inputs[0].is_dir() and output.suffix.lower() in TABLE_SUFFIXES
+            and not output.is_dir())
+
+
+def photo_format(output: Path, fmt: str | None) -> str:
+    """The table format of a photo set: its file's suffix (a contradicting --format is an error)."""
+    implied = TABLE_SUFFIXES[output.suffix.lower()]
+    if fmt is not None and fmt != implied:
+        raise PhotoSetError(f"-o {output} is a {implied} file name but --format is {fmt}")
+    return implied
+
+
+def find_photos(folder: Path) -> list[Path]:
+    """The images under `folder` (recursively, sorted); a video there is an error."""
+    media = find_videos(folder)
+    videos = [p for p in media if not is_image(p)]
+    if videos:
+        raise PhotoSetError(f"{folder}: a photo set's table holds still images, but {videos[0]} is a video "
+                            f"({len(videos)} videos); give an output folder to annotate videos")
+    if not media:
+        raise PhotoSetError(f"{folder}: no images found")
+    return media
+
+
+def listing(folder: Path, photos: list[Path]) -> dict:
+    """What identifies the set for resuming: the folder, the count, a digest of names, sizes and times."""
+    digest = hashlib.sha256()
+    for p in photos:
+        stat = p.stat()
+        digest.update(f"{p.relative_to(folder).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return {"path": str(folder.resolve()), "images": len(photos), "sha256_listing": digest.hexdigest()}
+
+
+def parts_dir(output: Path) -> Path:
+    """Where the finished chunks of an unfinished photo set are kept."""
+    return output.with_name(f".{output.name}.parts")
+
+
+def is_complete_set(output: Path, source: dict) -> bool:
+    """Whether `output` is the finished table of this very set of images."""
+    side = sidecar_path(output)
+    if not output.is_file() or not side.is_file():
+        return False
+    try:
+        meta = json.loads(side.read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(meta.get("complete")) and meta.get("source") == source
+
+
+def _settings(annotator: Annotator, columns: list[str]) -> dict:
+    """What must match for earlier parts to be reused: the config, the model and the columns."""
+    from dataclasses import asdict
+
+    model = annotator.model.describe() if annotator.model is not None else None
+    return json.loads(json.dumps({"config": asdict(annotator.config), "model": model, "columns": columns},
+                                 default=str))
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    temp = temp_name(path)
+    temp.write_text(text)
+    os.replace(temp, path)
+
+
+class PhotoSet:
+    """One run of a photo set (see the module docstring)."""
+
+    def __init__(self, annotator: Annotator, folder: Path, output: Path, fmt: str):
+        self.annotator, self.folder, self.output, self.fmt = annotator, folder, output, fmt
+        self.columns = ["path", *annotator.schema().columns]
+        self.parts = parts_dir(output)
+
+    def run(self, overwrite: bool = False, on_images: Callable[[int, int], None] | None = None,
+            arguments: dict | None = None) -> PhotoSetReport:
+        """Annotate the images not yet done, then assemble the table and its sidecar."""
+        photos = find_photos(self.folder)
+        source = listing(self.folder, photos)
+        report = PhotoSetReport(self.output, images=len(photos))
+        if not overwrite and is_complete_set(self.output, source):
+            report.skipped = True
+            return report
+        with OutputLock(self.output):
+            sidecar_path(self.output).unlink(missing_ok=True)
+            done = self._done_parts(overwrite)
+            report.resumed = sum(len(m["images"]) for m in done)
+            finished = {name for m in done for name in m["images"]}
+            todo = [p for p in photos if p.relative_to(self.folder).as_posix() not in finished]
+            for start in range(0, len(todo), PART_IMAGES):
+                chunk = todo[start : start + PART_IMAGES]
+                self._write_part(len(done), chunk, report, on_images, len(photos))
+                done = self._done_parts(False)
+            report.failed = [tuple(f) for m in done for f in m["failed"]]
+            report.rows = self._assemble(done)
+            write_sidecar(self.output, self._metadata(source, report, arguments))
+            shutil.rmtree(self.parts)
+        return report
+
+    def _done_parts(self, overwrite: bool) -> list[dict]:
+        """Manifests of the finished parts made with these settings (others are discarded)."""
+        settings = _settings(self.annotator, self.columns)
+        stamp = self.parts / "settings.json"
+        if self.parts.is_dir() and (overwrite or not stamp.is_file() or json.loads(stamp.read_text()) != settings):
+            shutil.rmtree(self.parts)
+        if not self.parts.is_dir():
+            self.parts.mkdir(parents=True)
+            _atomic_text(stamp, json.dumps(settings))
+        manifests = sorted(self.parts.glob("part-*.json"))
+        return [json.loads(m.read_text()) for m in manifests]
+
+    def _write_part(self, index: int, chunk: list[Path], report: PhotoSetReport,
+                    on_images: Callable[[int, int], None] | None, total: int) -> None:
+        import pandas as pd
+
+        from fer_annotate.media.still import StillError
+        from fer_annotate.media.video import VideoError
+
+        rows: list[dict] = []
+        failed: list[tuple[str, str]] = []
+        for photo in chunk:
+            name = photo.relative_to(self.folder).as_posix()
+            try:
+                rows += [{"path": name, **row} for row in self.annotator.rows(photo)]
+            except (VideoError, StillError, OSError, ValueError) as exc:
+                failed.append((name, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__))
+            report.annotated += 1
+            if on_images is not None:
+                on_images(report.resumed + report.annotated, total)
+        schema = self.annotator.schema()
+        df = pd.DataFrame.from_records(rows, columns=self.columns)
+        types = {**dict.fromkeys(schema.integer_columns, "Int64"), **dict.fromkeys(schema.extra, "float64")}
+        table = self.parts / f"part-{index:06d}.csv"
+        temp = temp_name(table)
+        df.astype(types).to_csv(temp, index=False, float_format="%.6g")
+        os.replace(temp, table)
+        manifest = {"table": table.name, "images": [p.relative_to(self.folder).as_posix() for p in chunk],
+                    "failed": failed}
+        _atomic_text(self.parts / f"part-{index:06d}.json", json.dumps(manifest))
+
+    def _assemble(self, done: list[dict]) -> int:
+        """The parts, in order, into the output (atomically); returns the row count."""
+        import pandas as pd
+
+        from fer_annotate.outputs.table import load_table
+
+        tables = [self.parts / m["table"] for m in done]
+        temp = temp_name(self.output)
+        try:
+            if self.fmt == "csv":
+                rows = 0
+                with open(temp, "w", encoding="utf-8") as out:
+                    out.write(",".join(self.columns) + "\n")
+                    for table in tables:
+                        with open(table, encoding="utf-8") as part:
+                            part.readline()
+                            for line in part:
+                                out.write(line)
+                                rows += 1
+            else:
+                df = pd.concat([load_table(t) for t in tables], ignore_index=True)
+                df.to_parquet(temp, index=False)
+                rows = len(df)
+            os.replace(temp, self.output)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        return rows
+
+    def _metadata(self, source: dict, report: PhotoSetReport, arguments: dict | None) -> dict:
+        return {"complete": True, "tool": "fer-annotate", "kind": "photo set", "source": source,
+                "arguments": arguments or {}, **_settings(self.annotator, self.columns),
+                "geometry": self.annotator.geometry.describe() if self.annotator.geometry is not None else None,
+                "images": report.images, "rows": report.rows,
+                "failed": [{"path": p, "error": e} for p, e in report.failed]}
