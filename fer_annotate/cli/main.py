@@ -30,6 +30,7 @@ from fer_annotate.cli.view import plot, render, summary
 from fer_annotate.cli.weights import weights
 from fer_annotate.faces.detect import AUTO, DETECTORS, DetectorError
 from fer_annotate.faces.geometry import GeometryError
+from fer_annotate.faces.reid import REID_METHODS
 from fer_annotate.faces.sparse import DETECT_EVERY
 from fer_annotate.models.bundle import BundleError
 from fer_annotate.outputs.output import FORMATS
@@ -110,6 +111,13 @@ def main() -> None:
 @click.option("--detect-every", type=POSITIVE_INT, default=DETECT_EVERY, show_default=True,
               help="Run the face detector on every Kth sampled frame; in between, faces follow the tracker's "
                    "predicted boxes (detected at once on a scene cut or when a face leaves its box).")
+@click.option("--cuts/--no-cuts", default=True, show_default=True,
+              help="Detect shot cuts and end every face track at one (no face_id spans two shots).")
+@click.option("--reid", type=click.Choice(REID_METHODS), default="dlib", show_default=True,
+              help="How tracks of one person are joined into person_id: dlib face embeddings (extra [persons]; "
+                   "without it person_id equals face_id) or none.")
+@click.option("--reid-threshold", type=POSITIVE, default=0.5, show_default=True,
+              help="Largest embedding distance at which two tracks are the same person (dlib's own: 0.6).")
 @click.option("--threads", type=POSITIVE_INT, default=None,
               help="CPU threads for the run (of each worker with --workers), video decoder included (default: the "
                    "cores this process may use, shared equally between workers; one goes to decoding, the rest "

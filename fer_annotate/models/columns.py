@@ -6,7 +6,7 @@ definition sits here, below both.
 
 from dataclasses import dataclass, field
 
-IDENTITY_COLUMNS = ["video", "frame", "time_s", "face_id", "status", "score", "x1", "y1", "x2", "y2"]
+IDENTITY_COLUMNS = ["video", "frame", "time_s", "face_id", "status", "score", "x1", "y1", "x2", "y2", "person_id"]
 
 
 @dataclass
@@ -45,7 +45,7 @@ class TableSchema:
     @property
     def integer_columns(self) -> list[str]:
         """Columns holding integers or empty cells (nullable Int64, so 3 is never written as 3.0)."""
-        return ["frame", "face_id", *[au_column(a) for a in self.au_names]]
+        return ["frame", "face_id", "person_id", *[au_column(a) for a in self.au_names]]
 
 
 def au_column(name: str) -> str:

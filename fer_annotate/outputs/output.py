@@ -184,6 +184,29 @@ class TableWriter:
                 (folder / "VA_Set").mkdir(exist_ok=True)
                 (folder / "VA_Set" / f"{stem}.txt").write_text("\n".join(["valence,arousal", *lines]) + "\n")
 
+    def set_person_ids(self, persons: dict[int, int]) -> None:
+        """Fill the person_id column from face_id (known only once the video is done), before `commit`.
+
+        The temporary table is rewritten into a second temporary file: CSV line by line (the other cells
+        keep their exact text), Parquet batch by batch. ABAW files have no person column."""
+        if self.fmt == "abaw" or self.rows == 0:
+            return
+        from fer_annotate.outputs.persons import fill_csv, fill_parquet
+
+        target = _temp_beside(self.path)
+        try:
+            if self.fmt == "csv":
+                fill_csv(self._temp, target, persons)
+            else:
+                self._parquet.close()
+                self._parquet = None
+                fill_parquet(self._temp, target, persons)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        self._temp.unlink(missing_ok=True)
+        self._temp = target
+
     def commit(self) -> None:
         """Move the finished output into place; WriteError (and nothing left behind) when it cannot be written."""
         with writing(self.path):
@@ -204,7 +227,7 @@ class TableWriter:
         if self._parquet is not None:
             self._parquet.close()
             self._parquet = None
-        elif self.fmt == "parquet":
+        elif self.fmt == "parquet" and self.rows == 0:
             import pandas as pd
             import pyarrow as pa
             import pyarrow.parquet as pq

@@ -14,7 +14,7 @@ import pandas as pd
 from fer_annotate.outputs.output import sidecar_path
 
 CATEGORY_COLUMNS = ("video", "status", "expression")
-INTEGER_COLUMNS = ("frame", "face_id")
+INTEGER_COLUMNS = ("frame", "face_id", "person_id")
 TABLE_SUFFIXES = (".csv", ".parquet")
 STATUSES = ("ok", "no_face")
 
