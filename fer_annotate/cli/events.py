@@ -7,6 +7,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
+from fer_annotate.cli.help import Command, command, option_panel
 from fer_annotate.cli.params import NON_NEGATIVE, POSITIVE, PROBABILITY
 from fer_annotate.outputs.event_formats import EVENT_FORMATS
 from fer_annotate.outputs.events import KINDS, BlinkRule, EpisodeRule, EventRules, SmileRule
@@ -23,7 +24,12 @@ def _kinds(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str,
     return kinds
 
 
-@click.command("events")
+@command("events", cls=Command)  # rich-click's decorator: it reads the option panels
+@option_panel("Input and output", options=["--output", "--format", "--kinds"])
+@option_panel("Blinks", options=["--blink-on", "--blink-off", "--blink-baseline", "--blink-min", "--blink-max",
+                                 "--blink-gap"])
+@option_panel("Smiles", options=["--smile-source", "--smile-on", "--smile-off", "--smile-min", "--smile-gap"])
+@option_panel("Expression episodes", options=["--episode-margin", "--episode-min"])
 @click.argument("tables", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="A file (.csv, .parquet, .eaf, .srt, .boris.csv: the suffix decides the format) or a folder "

@@ -5,9 +5,9 @@ from typing import Any
 
 import click
 import rich_click
-from rich_click import option_panel
+from rich_click import command, option_panel
 
-__all__ = ["Command", "Group", "option_panel"]
+__all__ = ["Command", "Group", "command", "option_panel"]
 
 
 class _PlainErrors:

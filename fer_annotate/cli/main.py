@@ -69,7 +69,8 @@ def main() -> None:
 @option_panel("Input and output", options=["--output", "--format", "--start", "--end", "--every", "--fps",
                                            "--overwrite", "--render", "--save-crops"])
 @option_panel("Faces", options=["--detector", "--score-threshold", "--confirm-score", "--min-face", "--min-hits",
-                                "--max-misses", "--geometry", "--geometry-model", "--landmarks"])
+                                "--max-misses", "--cuts", "--reid", "--reid-threshold", "--geometry",
+                                "--geometry-model", "--landmarks"])
 @option_panel("Models", options=["--weights", "--smooth"])
 @option_panel("Speed", options=["--device", "--batch-size", "--threads", "--detect-every"])
 @option_panel("Scale-out", options=["--workers", "--ray"])
