@@ -26,10 +26,13 @@ def annotate_photo_set(folder: Path, output: Path, weights: str | None, smooth: 
                                "without --workers, --ray or --render")
     try:
         options["fmt"] = photo_format(output, options["fmt"])
-        find_photos(folder)  # a folder with videos, or without images, is a usage error before models load
         config = build_config(**options)
     except (PhotoSetError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
+    try:
+        find_photos(folder)  # a folder with videos, or without images, is a usage error before models load
+    except PhotoSetError as exc:
+        raise click.UsageError(f"-o {output} is a table file, for a folder of photos: {exc}") from None
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     try:
         spec = worker_spec(config, weights, smooth, threads)

@@ -424,6 +424,13 @@ class _Rows:
     def write(self, rows: list[dict]) -> None:
         self.rows.extend(rows)
 
+    def set_person_ids(self, persons: dict[int, int]) -> None:
+        """Fill person_id from face_id, as TableWriter does for a table."""
+        for row in self.rows:
+            face = row.get("face_id")
+            if face is not None:
+                row["person_id"] = persons.get(face, face)
+
 
 class _Emitter:
     """Turns settled frames into rows: per-face temporal filters, then frame order, then the writer."""
