@@ -35,8 +35,8 @@ def rows() -> list[dict]:
 def test_columns_follow_the_bundle():
     assert au_column("AU1") == "AU01" and au_column("AU25") == "AU25"
     cols = SCHEMA.columns
-    assert cols[:10] == ["video", "frame", "time_s", "face_id", "status", "score", "x1", "y1", "x2", "y2"]
-    assert cols[10:14] == ["AU01_prob", "AU01", "AU12_prob", "AU12"]
+    assert cols[:11] == ["video", "frame", "time_s", "face_id", "status", "score", "x1", "y1", "x2", "y2", "person_id"]
+    assert cols[11:15] == ["AU01_prob", "AU01", "AU12_prob", "AU12"]
     assert "expression" in cols and "expr_happiness" in cols and cols[-4:] == [
         "valence", "arousal", "valence_std", "arousal_std"]
     assert TableSchema(expr_names=["neutral"]).columns[-3:] == ["expression", "expr_neutral", "expr_std"]
