@@ -34,7 +34,7 @@ class PersonConfig:
 
     reid: str = "dlib"
     reid_threshold: float = 0.5
-    embeddings_per_track: int = 5
+    embeddings_per_track: int = 3
     embed_interval_s: float = 1.0
 
     def __post_init__(self) -> None:

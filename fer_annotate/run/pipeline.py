@@ -323,7 +323,10 @@ class Annotator:
         if self.geometry is not None:
             stages["geometry"] = 0.0
         pending: dict[int, _Frame] = {}
-        linker = PersonLinker(cfg.persons, self.embedder, self.reid_reason)
+        if video.still:  # faces in one frame are never one person: nothing to embed
+            linker = PersonLinker(cfg.persons, None, "a still image: each face is its own person")
+        else:
+            linker = PersonLinker(cfg.persons, self.embedder, self.reid_reason)
         emitter = _Emitter(Path(video.path).stem, self.model, writer, stages, linker)
         finder = FrameFinder(detector, cfg.sparse, cfg.shots)
         cuts: list[int] = []
@@ -347,7 +350,7 @@ class Annotator:
                 stages["geometry"] += time.perf_counter() - tic
             tic = time.perf_counter()
             for j, dets in enumerate(found):
-                image = batch.frames[j] if self.embedder is not None else None
+                image = batch.frames[j] if linker.embedder is not None else None
                 pending[first + j] = _Frame(int(batch.indices[j]), float(batch.times[j]), dets, results[j], crops[j],
                                             geometry[j], image)
             for fpos, ids in tracker.finalize():
