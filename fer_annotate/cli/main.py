@@ -36,6 +36,7 @@ from fer_annotate.models.bundle import BundleError
 from fer_annotate.outputs.output import FORMATS
 from fer_annotate.run.jobs import Job, JobError, JobReport, output_format, plan_jobs
 from fer_annotate.run.photoset import is_photo_set
+from fer_annotate.run.signals import Stopped, stop_on_signals
 from fer_annotate.run.workers import WorkerError
 
 console = Console(stderr=True, soft_wrap=True)
@@ -169,10 +170,15 @@ def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, smooth
             return run_batch(spec, jobs, output, workers=workers, ray=ray_address, overwrite=overwrite,
                              render_dir=render, callbacks=callbacks, arguments=arguments)
 
-        report = _run_with_progress(len(jobs), run)
+        with stop_on_signals():
+            report = _run_with_progress(len(jobs), run)
     except (BundleError, DetectorError, GeometryError, ValueError, WorkerError) as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(1)
+    except Stopped as stop:
+        console.print(f"[red]stopped[/] by {stop.name}: every worker stopped, unfinished outputs removed "
+                      "(complete ones are kept; rerun to resume)", highlight=False)
+        sys.exit(stop.exit_code)
     done, skipped, failed = len(report.done), len(report.skipped), len(report.failed)
     if len(jobs) > 1:
         console.print(f"{done} annotated, {skipped} skipped, {failed} failed")

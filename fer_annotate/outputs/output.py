@@ -39,13 +39,15 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{short_stem(path.name)}.{os.getpid()}-{secrets.token_hex(4)}.partial")
 
 
-def stale_temps(path: Path) -> list[Path]:
-    """Temporary files and folders of `path` and of its sidecar left by earlier runs (e.g. after kill -9)."""
+def stale_temps(path: Path, pids: set[int] | None = None) -> list[Path]:
+    """Temporary files and folders of `path` and of its sidecar left by earlier runs (e.g. after kill -9);
+    with `pids`, only those written by these processes."""
     if not path.parent.is_dir():
         return []
     names = "|".join(re.escape(short_stem(p.name)) for p in (path, sidecar_path(path)))
-    pattern = re.compile(rf"\.({names})\.\d+-[0-9a-f]{{8}}\.partial")
-    return sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name))
+    pattern = re.compile(rf"\.(?:{names})\.(\d+)-[0-9a-f]{{8}}\.partial")
+    found = ((p, pattern.fullmatch(p.name)) for p in path.parent.iterdir())
+    return sorted(p for p, m in found if m and (pids is None or int(m.group(1)) in pids))
 
 
 def remove_path(path: Path) -> None:
