@@ -9,6 +9,8 @@ Same contract as the PyAV fallback as `video.Video` uses it: frame count, timest
 frames by index.
 """
 
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +29,20 @@ class StillImage:
         from PIL import Image, ImageOps, UnidentifiedImageError
 
         try:
-            with Image.open(path) as image:
-                image = ImageOps.exif_transpose(image)
-                self.frame = np.ascontiguousarray(rgb8(image))
+            with warnings.catch_warnings():  # a large image is fine up to the limit below, no library warning
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path) as image:
+                    image = ImageOps.exif_transpose(image)
+                    self.frame = np.ascontiguousarray(rgb8(image))
         except UnidentifiedImageError:
             raise StillError("not a readable image (unknown format or corrupt data)") from None
+        except Image.DecompressionBombError as exc:
+            size = re.search(r"\((\d+) pixels\)", str(exc))
+            found = f"{int(size.group(1)) / 1e6:.0f} megapixels, " if size else ""
+            raise StillError(f"image too large ({found}over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f}, the most "
+                             "Pillow decodes: a guard against decompression bombs)") from None
         except (OSError, ValueError, SyntaxError) as exc:  # truncated data, bad headers, decoder errors
             raise StillError(f"not a readable image ({_first_line(exc)})") from None
-        except Image.DecompressionBombError as exc:
-            raise StillError(f"image too large ({_first_line(exc)})") from None
         self.height, self.width = self.frame.shape[:2]
         if self.height == 0 or self.width == 0:
             raise StillError("not a readable image (no pixels)")
