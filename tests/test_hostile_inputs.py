@@ -2,6 +2,8 @@
 
 import os
 import stat
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -136,3 +138,42 @@ def test_a_video_shorter_than_min_hits_finds_its_face(frames: int, shared_dir: P
     assert result.exit_code == 0, result.describe()
     rows = read_table(table)
     assert len(rows) == frames and (rows["status"] == "ok").all(), rows[["frame", "status"]]
+
+
+# 22. MediaPipe's native logging stays off the console; our own errors still show ------------------------
+
+NATIVE_LINES = ("Logging before InitGoogle", "XNNPACK", "W0000", "I0000", "inference_feedback_manager")
+
+
+@pytest.fixture(scope="module")
+def landmarker_model(shared_dir: Path) -> Path:
+    pytest.importorskip("mediapipe", reason="the geometry extra (mediapipe) is not installed")
+    model = shared_dir / "models" / "face_landmarker.task"
+    if not model.is_file():
+        pytest.skip(f"needs {model}")
+    return model
+
+
+@pytest.mark.slow
+def test_geometry_run_prints_no_native_logging(landmarker_model: Path, shared_dir: Path, torch_home: Path,
+                                               tmp_path: Path) -> None:
+    video = shared_dir / "fixtures" / "videos" / "pyfeat_single_face.mp4"
+    result = run_process([video, "-o", tmp_path / "g.csv", *FAST, "--geometry", "mediapipe", "--geometry-model",
+                          landmarker_model, "--end", "0.5"])
+    assert result.exit_code == 0, result.describe()
+    shown_native = [line for line in result.stderr.splitlines() if any(n in line for n in NATIVE_LINES)]
+    assert not shown_native, result.stderr
+    assert read_table(tmp_path / "g.csv")["bs_jawOpen"].notna().any(), "the landmarker did not run"
+
+
+def test_landmarker_is_quiet_and_its_errors_still_show(landmarker_model: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.task"
+    bad.write_text("not a model")
+    code = ("import sys; from fer_annotate.faces.geometry import GeometryError, Landmarker\n"
+            "Landmarker(sys.argv[1]).close(); print('loaded', file=sys.stderr)\n"
+            "try:\n    Landmarker(sys.argv[2])\nexcept GeometryError as exc:\n    print(exc, file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(landmarker_model), str(bad)], capture_output=True,
+                          text=True, timeout=300, env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == ["loaded", f"{bad}: cannot load the face landmarker (Unable to open zip "
+                                                  "archive.)"], proc.stderr

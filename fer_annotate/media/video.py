@@ -7,7 +7,6 @@ never index / fps, so variable-frame-rate video gets exact times.
 """
 
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 import decord
 import numpy as np
 
+from fer_annotate.media.native import captured_stderr
 from fer_annotate.media.still import IMAGE_EXTENSIONS, StillError, StillImage, is_image
 
 decord.logging.set_level(decord.logging.QUIET)
@@ -64,22 +64,6 @@ class FrameBatch:
     indices: np.ndarray
     times: np.ndarray
     frames: np.ndarray
-
-
-@contextmanager
-def _captured_stderr() -> Iterator[list[str]]:
-    """Collect what native code prints on stderr (ffmpeg/dmlc logs) so errors stay one line."""
-    lines: list[str] = []
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        saved = os.dup(2)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield lines
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            lines.extend(sink.read().decode("utf-8", "replace").splitlines())
 
 
 def _reason(exc: Exception, logs: list[str]) -> str:
@@ -169,7 +153,7 @@ class Video:
         )
 
     def _open_decord(self) -> tuple[int, np.ndarray, tuple[int, int, int], float]:
-        with _captured_stderr() as logs, _utf8_name(self.path) as name:
+        with captured_stderr() as logs, _utf8_name(self.path) as name:
             try:
                 self._reader = decord.VideoReader(name, ctx=decord.cpu(0), num_threads=self._threads)
                 n = len(self._reader)
@@ -228,7 +212,7 @@ class Video:
         """Decode the chosen frames in order, batch by batch (memory stays flat)."""
         for s in range(0, len(indices), batch_size):
             chunk = indices[s : s + batch_size]
-            with _captured_stderr() as logs:
+            with captured_stderr() as logs:
                 try:
                     if self._reader is not None:
                         frames = self._reader.get_batch(chunk.tolist()).asnumpy()
