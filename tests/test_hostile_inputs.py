@@ -15,7 +15,7 @@ from cli_run import invoke, read_table, run_process
 from click.testing import CliRunner
 
 from fer_annotate.cli.show import shown
-from fer_annotate.media.names import text_name, visible
+from fer_annotate.media.display import text_name, visible
 from fer_annotate.media.still import StillError, StillImage
 
 FAST = ["--weights", "none"]
@@ -28,14 +28,16 @@ def test_every_output_follows_the_umask(umask: int, torch_home: Path, tmp_path: 
     pytest.importorskip("matplotlib", reason="plot needs matplotlib")
     video = make_video(tmp_path / "v.mp4")
     table, figure, overlay = tmp_path / "o.csv", tmp_path / "o.png", tmp_path / "o.overlay.mp4"
+    events = tmp_path / "o.events.csv"
     old = os.umask(umask)
     try:
         assert invoke([video, "-o", table, *FAST]).exit_code == 0
         assert invoke(["plot", table, "-o", figure]).exit_code == 0
         assert invoke(["render", video, table, "-o", overlay]).exit_code == 0
+        assert invoke(["events", table, "-o", events]).exit_code == 0
     finally:
         os.umask(old)
-    for path in (table, figure, overlay):
+    for path in (table, table.with_name("o.csv.json"), figure, overlay, events):
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode == 0o666 & ~umask, f"{path.name}: {oct(mode)} under umask {oct(umask)}"
 

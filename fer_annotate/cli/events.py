@@ -8,7 +8,7 @@ from rich.console import Console
 
 from fer_annotate.cli.params import NON_NEGATIVE, POSITIVE, PROBABILITY
 from fer_annotate.cli.show import shown
-from fer_annotate.media.names import visible
+from fer_annotate.media.display import visible
 from fer_annotate.outputs.event_formats import EVENT_FORMATS
 from fer_annotate.outputs.events import KINDS, BlinkRule, EpisodeRule, EventRules, SmileRule
 

@@ -32,7 +32,7 @@ from fer_annotate.faces.detect import AUTO, DETECTORS, DetectorError
 from fer_annotate.faces.geometry import GeometryError
 from fer_annotate.faces.reid import REID_METHODS
 from fer_annotate.faces.sparse import DETECT_EVERY
-from fer_annotate.media.names import visible
+from fer_annotate.media.display import visible
 from fer_annotate.models.bundle import BundleError
 from fer_annotate.outputs.output import FORMATS
 from fer_annotate.run.jobs import Job, JobError, JobReport, output_format, plan_jobs

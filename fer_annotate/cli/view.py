@@ -9,7 +9,7 @@ from rich.console import Console
 
 from fer_annotate.cli.help import Command
 from fer_annotate.cli.show import shown
-from fer_annotate.media.names import visible
+from fer_annotate.media.display import visible
 
 console = Console(stderr=True, soft_wrap=True)
 

@@ -28,7 +28,7 @@ from fer_annotate.faces.geometry import GeometryConfig, GeometryStage
 from fer_annotate.faces.reid import PersonConfig, PersonLinker, load_embedder
 from fer_annotate.faces.sparse import FrameFinder, SparseConfig
 from fer_annotate.faces.track import Tracker, TrackerConfig
-from fer_annotate.media.names import text_name
+from fer_annotate.media.display import text_name
 from fer_annotate.media.video import Sampling, Video, VideoError
 from fer_annotate.models.bundle import InputSpec
 from fer_annotate.models.model import ModelStage, crop_template
