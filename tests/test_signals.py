@@ -36,15 +36,17 @@ def alive(pid: int) -> bool:
         return False
 
 
-def start_run(shared_dir: Path, tmp_path: Path) -> tuple[subprocess.Popen, Path, Path, list[int]]:
-    """A `--workers 2` run over three videos, once both workers are annotating (a partial file exists)."""
+def start_run(shared_dir: Path, tmp_path: Path, scale: list[str] | None = None
+              ) -> tuple[subprocess.Popen, Path, Path, list[int]]:
+    """A `--workers 2` run (or `scale`) over three videos, once two workers are annotating (two partial files);
+    the worker processes when they are the run's children."""
     folder = tmp_path / "in"
     folder.mkdir()
     for name in VIDEOS:
         (folder / name).symlink_to(shared_dir / "fixtures" / "videos" / name)
     out = tmp_path / "out"
     code = "import sys; from fer_annotate.cli.main import main; sys.exit(main())"
-    proc = subprocess.Popen([sys.executable, "-c", code, str(folder), "-o", str(out), "--workers", "2"],
+    proc = subprocess.Popen([sys.executable, "-c", code, str(folder), "-o", str(out), *(scale or ["--workers", "2"])],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
     deadline = time.monotonic() + 600
     while len(list(out.glob(".*.partial"))) < 2:
@@ -52,7 +54,7 @@ def start_run(shared_dir: Path, tmp_path: Path) -> tuple[subprocess.Popen, Path,
         assert time.monotonic() < deadline, "the workers did not start"
         time.sleep(0.05)
     workers = [pid for pid in children(proc.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-    assert len(workers) == 2, children(proc.pid)
+    assert scale or len(workers) == 2, children(proc.pid)
     return proc, folder, out, workers
 
 
@@ -84,3 +86,33 @@ def test_workers_die_with_a_killed_driver(shared_dir: Path, torch_home: Path, tm
     proc.kill()
     proc.communicate(timeout=60)
     assert_nothing_left(folder, out, workers)
+
+
+def ray_workers() -> list[int]:
+    """Pids of the processes that hold an AnnotatorWorker actor (their process title names it)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"AnnotatorWorker" in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.slow
+def test_a_stop_signal_stops_the_ray_actors(shared_dir: Path, torch_home: Path, tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
+    ray.init(num_cpus=2, log_to_driver=False, include_dashboard=False)
+    try:
+        address = ray.get_runtime_context().gcs_address
+        proc, folder, out, _ = start_run(shared_dir, tmp_path, ["--ray", address, "--workers", "2"])
+        actors = ray_workers()
+        assert actors, "no Ray worker holds an annotator"
+        proc.send_signal(signal.SIGTERM)
+        text, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 128 + signal.SIGTERM, text
+        assert "stopped by SIGTERM" in text and "Traceback" not in text, text
+        assert_nothing_left(folder, out, actors)
+    finally:
+        ray.shutdown()

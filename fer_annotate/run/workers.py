@@ -35,7 +35,7 @@ from fer_annotate.outputs.output import remove_path, stale_temps
 from fer_annotate.run.jobs import Job, JobReport, JobResult, run_job, run_jobs
 from fer_annotate.run.lock import lock_path
 from fer_annotate.run.pipeline import AnnotateConfig, Annotator
-from fer_annotate.run.signals import GRACE_S, as_worker, guarded, reclaim, remove_left_by, stop_processes
+from fer_annotate.run.signals import GRACE_S, Stopped, as_worker, guarded, reclaim, remove_left_by, stop_processes
 from fer_annotate.run.threads import apply_torch_threads, available_cores, plan_threads
 
 # Peak resident memory of one worker with the paper-shaped ensemble (README, "Speed and memory": 1.5-1.8 GiB).
@@ -407,6 +407,10 @@ def run_ray(spec: WorkerSpec, jobs: list[Job], address: str = "auto", workers: i
         _write_probe(root, token)
         return _ray_loop(ray, actor_class, plan, spec, jobs, (root, token), overwrite, arguments, events, actors,
                          running)
+    except SystemError as exc:  # Ray's blocking calls wrap what a signal handler raised during them
+        if isinstance(exc.__cause__, Stopped):
+            raise exc.__cause__ from None
+        raise
     finally:
         for actor in actors:
             ray.kill(actor)
