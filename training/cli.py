@@ -20,6 +20,7 @@ import click
 from fer_annotate import __version__
 from fer_annotate.cli.help import Group, option_panel
 from fer_annotate.cli.params import DEVICE, NON_NEGATIVE, POSITIVE, POSITIVE_INT
+from fer_annotate.media.display import visible
 from training.config import TrainConfig, apply, load_toml, read_run_config, to_dict
 from training.data import DataError
 
@@ -162,7 +163,7 @@ def _main_rank() -> bool:
 
 
 def _fail(e: Exception) -> None:
-    raise click.ClickException(str(e)) from None
+    raise click.ClickException(visible(str(e))) from None
 
 
 class _Group(Group):

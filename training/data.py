@@ -320,6 +320,11 @@ def read_manifest(csv_path: str | Path, images: str | Path | None = None) -> Lab
                 raise DataError(f"{where}: head pose angles must lie in [-180, 180] degrees")
             pose[r] = values
         keep[r] = True
+    data_rows = sum(1 for path in paths if path)
+    if not data_rows:
+        raise DataError(f"{csv_path}: the manifest has no rows (a header line only)")
+    if missing_image == data_rows:
+        raise DataError(f"{csv_path}: none of the {data_rows} image files it lists exists (paths relative to {root})")
     notes = []
     if missing_image:
         notes.append(f"{csv_path}: {missing_image} rows skipped, image file missing")

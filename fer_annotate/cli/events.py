@@ -5,10 +5,11 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.markup import escape
 
 from fer_annotate.cli.help import Command, command, option_panel
 from fer_annotate.cli.params import NON_NEGATIVE, POSITIVE, PROBABILITY
+from fer_annotate.cli.show import shown
+from fer_annotate.media.display import visible
 from fer_annotate.outputs.event_formats import EVENT_FORMATS
 from fer_annotate.outputs.events import KINDS, BlinkRule, EpisodeRule, EventRules, SmileRule
 
@@ -88,18 +89,18 @@ def events(tables: tuple[Path, ...], output: Path, formats: tuple[str, ...], kin
     try:
         jobs = plan_events(paths, output, list(formats))
     except EventExportError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.UsageError(visible(str(exc))) from None
     failed = 0
     for job in jobs:
         try:
             result = run_event_job(job, rules)
         except (TableError, OSError) as exc:
-            console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+            console.print(f"[red]error:[/] {shown(exc)}", highlight=False)
             failed += 1
             continue
         counts = ", ".join(f"{n} {kind}" for kind, n in result.counts.items() if kind not in result.skipped)
-        console.print(f"[green]{escape(str(job.output))}[/]: {escape(counts or 'no events')}", highlight=False)
+        console.print(f"[green]{shown(job.output)}[/]: {shown(counts or 'no events')}", highlight=False)
         for kind, why in result.skipped.items():
-            console.print(f"  [yellow]no {kind} events:[/] {escape(why)}", highlight=False)
+            console.print(f"  [yellow]no {kind} events:[/] {shown(why)}", highlight=False)
     if failed:
         sys.exit(1)

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from fer_annotate import __version__
@@ -26,16 +25,19 @@ from fer_annotate.cli.params import (
     workers_count,
 )
 from fer_annotate.cli.photos import annotate_photo_set
+from fer_annotate.cli.show import shown
 from fer_annotate.cli.view import plot, render, summary
 from fer_annotate.cli.weights import weights
 from fer_annotate.faces.detect import AUTO, DETECTORS, DetectorError
 from fer_annotate.faces.geometry import GeometryError
 from fer_annotate.faces.reid import REID_METHODS
 from fer_annotate.faces.sparse import DETECT_EVERY
+from fer_annotate.media.display import visible
 from fer_annotate.models.bundle import BundleError
 from fer_annotate.outputs.output import FORMATS
 from fer_annotate.run.jobs import Job, JobError, JobReport, output_format, plan_jobs
 from fer_annotate.run.photoset import is_photo_set
+from fer_annotate.run.signals import Stopped, stop_on_signals
 from fer_annotate.run.workers import WorkerError
 
 console = Console(stderr=True, soft_wrap=True)
@@ -152,15 +154,15 @@ def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, smooth
         options["fmt"] = output_format(list(inputs), output, options["fmt"])
         config = build_config(check_device=ray_address is None, **options)
     except (JobError, ValueError) as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.UsageError(visible(str(exc))) from None
     if render is not None and config.fmt == "abaw":
         raise click.UsageError("--render needs a table output (--format csv or parquet), not abaw")
     try:
         jobs = plan_jobs(list(inputs), output, config.fmt, own=[render, config.save_crops])
     except JobError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.UsageError(visible(str(exc))) from None
     if not jobs:
-        console.print(f"[red]error:[/] no videos found in {escape(', '.join(map(str, inputs)))}", highlight=False)
+        console.print(f"[red]error:[/] no videos found in {shown(', '.join(map(str, inputs)))}", highlight=False)
         sys.exit(1)
     try:
         spec = worker_spec(config, weights, smooth, threads)
@@ -170,15 +172,20 @@ def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, smooth
             return run_batch(spec, jobs, output, workers=workers, ray=ray_address, overwrite=overwrite,
                              render_dir=render, callbacks=callbacks, arguments=arguments)
 
-        report = _run_with_progress(len(jobs), run)
+        with stop_on_signals():
+            report = _run_with_progress(len(jobs), run)
     except (BundleError, DetectorError, GeometryError, ValueError, WorkerError) as exc:
-        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        console.print(f"[red]error:[/] {shown(exc)}", highlight=False)
         sys.exit(1)
+    except Stopped as stop:
+        console.print(f"[red]stopped[/] by {stop.name}: every worker stopped, unfinished outputs removed "
+                      "(complete ones are kept; rerun to resume)", highlight=False)
+        sys.exit(stop.exit_code)
     done, skipped, failed = len(report.done), len(report.skipped), len(report.failed)
     if len(jobs) > 1:
         console.print(f"{done} annotated, {skipped} skipped, {failed} failed")
         for _, message in report.failed:
-            console.print(f"  [red]failed:[/] {escape(message)}", highlight=False)
+            console.print(f"  [red]failed:[/] {shown(message)}", highlight=False)
     if failed:
         sys.exit(1)
 
@@ -191,9 +198,9 @@ def _describe(bundle, smooth: str, note: str) -> None:
     from fer_annotate.models.model import bundle_summary
     from fer_annotate.models.temporal import SmoothSpec
 
-    console.print(f"model: {escape(bundle_summary(bundle, SmoothSpec.parse(smooth).kind))}", highlight=False)
+    console.print(f"model: {shown(bundle_summary(bundle, SmoothSpec.parse(smooth).kind))}", highlight=False)
     if note:
-        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+        console.print(f"[yellow]note:[/] {shown(note)}", highlight=False)
 
 
 def _run_with_progress(videos: int, run: Callable[[BatchCallbacks], JobReport]) -> JobReport:
@@ -204,7 +211,7 @@ def _run_with_progress(videos: int, run: Callable[[BatchCallbacks], JobReport]) 
         bars: dict[Path, TaskID] = {}
 
         def on_start(job: Job) -> None:
-            bars[job.output] = progress.add_task(escape(job.video.name), total=None)
+            bars[job.output] = progress.add_task(shown(job.video.name), total=None)
 
         def on_frames(job: Job, done: int, total: int) -> None:
             if job.output in bars:
@@ -220,7 +227,7 @@ def _run_with_progress(videos: int, run: Callable[[BatchCallbacks], JobReport]) 
             _report(progress.console, job, message)
 
         def on_render_start(job: Job, target: Path) -> None:
-            bars[job.output] = progress.add_task(f"render {escape(job.video.name)}", total=None)
+            bars[job.output] = progress.add_task(f"render {shown(job.video.name)}", total=None)
 
         def on_render_end(job: Job, message: str) -> None:
             done_with(job)
@@ -231,9 +238,9 @@ def _run_with_progress(videos: int, run: Callable[[BatchCallbacks], JobReport]) 
 
 def _report(out: Console, job: Job, message: str) -> None:
     if message.startswith("failed: "):
-        out.print(f"[red]error:[/] {escape(message.removeprefix('failed: '))}", highlight=False)
+        out.print(f"[red]error:[/] {shown(message.removeprefix('failed: '))}", highlight=False)
     else:
-        out.print(f"[green]{escape(str(job.video))}[/]: {escape(message)}", highlight=False)
+        out.print(f"[green]{shown(job.video)}[/]: {shown(message)}", highlight=False)
 
 
 for command in (weights, render, plot, summary, events):

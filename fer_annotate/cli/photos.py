@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from fer_annotate.cli.show import shown
+from fer_annotate.media.display import visible
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -28,30 +30,31 @@ def annotate_photo_set(folder: Path, output: Path, weights: str | None, smooth: 
         options["fmt"] = photo_format(output, options["fmt"])
         config = build_config(**options)
     except (PhotoSetError, ValueError) as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.UsageError(visible(str(exc))) from None
     try:
         find_photos(folder)  # a folder with videos, or without images, is a usage error before models load
     except PhotoSetError as exc:
-        raise click.UsageError(f"-o {output} is a table file, for a folder of photos: {exc}") from None
+        message = f"-o {output} is a table file, for a folder of photos: {exc}"
+        raise click.UsageError(visible(message)) from None
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     try:
         spec = worker_spec(config, weights, smooth, threads)
         describe(spec.bundle, smooth, spec.note)
         with Progress(*columns, console=console, transient=True) as progress:
-            task = progress.add_task(escape(folder.name or str(folder)), total=None)
+            task = progress.add_task(shown(folder.name or str(folder)), total=None)
             report = annotate_photos(spec, folder, output, overwrite=overwrite, arguments=arguments,
                                      on_images=lambda done, total: progress.update(task, completed=done, total=total))
     except (PhotoSetError, DetectorError, GeometryError, ValueError) as exc:
-        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        console.print(f"[red]error:[/] {shown(exc)}", highlight=False)
         sys.exit(1)
     if report.skipped:
-        console.print(f"{escape(str(output))}: skipped (complete table of these {report.images} images exists; "
+        console.print(f"{shown(output)}: skipped (complete table of these {report.images} images exists; "
                       "--overwrite to redo)", highlight=False)
         return
     resumed = f", {report.resumed} from an earlier run" if report.resumed else ""
-    console.print(f"[green]{escape(str(output))}[/]: {report.images} images{resumed}, {report.rows} rows",
+    console.print(f"[green]{shown(output)}[/]: {report.images} images{resumed}, {report.rows} rows",
                   highlight=False)
     for _, message in report.failed:
-        console.print(f"  [red]failed:[/] {escape(message)}", highlight=False)
+        console.print(f"  [red]failed:[/] {shown(message)}", highlight=False)
     if report.failed:
         sys.exit(1)

@@ -6,15 +6,16 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.markup import escape
 
 from fer_annotate.cli.help import Command
+from fer_annotate.cli.show import shown
+from fer_annotate.media.display import visible
 
 console = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/] {escape(message)}", highlight=False)
+    console.print(f"[red]error:[/] {shown(message)}", highlight=False)
     sys.exit(1)
 
 
@@ -32,12 +33,12 @@ def render(video: Path, table: Path, output: Path) -> None:
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     try:
         with Progress(*columns, console=console, transient=True) as progress:
-            task = progress.add_task(f"render {escape(video.name)}", total=None)
+            task = progress.add_task(f"render {shown(video.name)}", total=None)
             done = render_overlay(video, table, output,
                                   on_frames=lambda n, total: progress.update(task, completed=n, total=total))
     except RenderError as exc:
         _fail(str(exc))
-    console.print(f"[green]{escape(str(output))}[/]: {done.frames} frames, {done.frames_per_second:.1f} frames/s",
+    console.print(f"[green]{shown(output)}[/]: {done.frames} frames, {done.frames_per_second:.1f} frames/s",
                   highlight=False)
 
 
@@ -67,7 +68,7 @@ def plot(table: Path, output: Path, max_faces: int, max_points: int, dpi: int) -
     except TableError as exc:
         _fail(str(exc))
     plot_table(df, output, PlotOptions(max_faces=max_faces, max_points=max_points, dpi=dpi))
-    console.print(f"[green]{escape(str(output))}[/]", highlight=False)
+    console.print(f"[green]{shown(output)}[/]", highlight=False)
 
 
 @click.command("summary", cls=Command)
@@ -96,7 +97,7 @@ def summary(tables: tuple[Path, ...], as_json: bool) -> None:
         try:
             df = read_table(path)
         except TableError as exc:
-            console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+            console.print(f"[red]error:[/] {shown(exc)}", highlight=False)
             failed += 1
             continue
         results.append({"table": str(path), **summarize(df)})  # recomputed: older sidecars lack newer figures
@@ -113,6 +114,7 @@ def _print_table(results: list[dict]) -> None:
     from fer_annotate.outputs.summary import summary_lines
 
     header, rows = summary_lines(results)
+    rows = [[visible(cell) for cell in row] for row in rows]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         cells = [c.ljust(w) if i in (0, 4) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]

@@ -20,6 +20,8 @@ else the cache, downloaded there on first use and checked against its SHA-256.
 
 import logging
 import os
+import re
+import sys
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +31,15 @@ import numpy as np
 from PIL import Image
 
 from fer_annotate.files.fetch import DownloadError, cache_dir, download, sha256_file
+from fer_annotate.media.native import captured_stderr
 
 if TYPE_CHECKING:
     from fer_annotate.faces.detect import Detections
 
 log = logging.getLogger(__name__)
+# absl/glog info and warning lines (`W0000 00:00:...`), TFLite's `INFO: Created ... delegate`, absl's
+# `WARNING: Logging before InitGoogle()`: printed by mediapipe's C++ on every start, none of them ours to show
+NATIVE_NOTICE = re.compile(r"([IW]\d{4} |INFO: |WARNING: )")
 
 MODEL_URL = ("https://storage.googleapis.com/mediapipe-models/face_landmarker/face_landmarker/float16/1/"
              "face_landmarker.task")
@@ -171,11 +177,19 @@ class Landmarker:
             base_options=BaseOptions(model_asset_path=str(self.model_path)),
             running_mode=vision.RunningMode.IMAGE, num_faces=1,
             output_face_blendshapes=True, output_facial_transformation_matrixes=True)
-        try:
-            self._task = vision.FaceLandmarker.create_from_options(options)
-        except (RuntimeError, ValueError) as exc:
-            raise GeometryError(f"{self.model_path}: cannot load the face landmarker ({exc})") from None
+        failure = None
+        with captured_stderr() as logs:  # its native libraries log straight to fd 2 while the graph starts
+            try:
+                self._task = vision.FaceLandmarker.create_from_options(options)
+                self._task.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.zeros((64, 64, 3), np.uint8)))
+            except (RuntimeError, ValueError) as exc:
+                failure = exc
+        if failure is not None:
+            raise GeometryError(f"{self.model_path}: cannot load the face landmarker ({failure})") from None
         self._finalizer = weakref.finalize(self, _close_task, self._task)
+        for line in logs:  # anything but the libraries' routine notices still shows
+            if line.strip() and not NATIVE_NOTICE.match(line):
+                sys.stderr.write(line + "\n")
 
     def close(self) -> None:
         self._finalizer()

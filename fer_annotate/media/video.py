@@ -7,7 +7,6 @@ never index / fps, so variable-frame-rate video gets exact times.
 """
 
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 import decord
 import numpy as np
 
+from fer_annotate.media.native import captured_stderr
 from fer_annotate.media.still import IMAGE_EXTENSIONS, StillError, StillImage, is_image
 
 decord.logging.set_level(decord.logging.QUIET)
@@ -66,26 +66,11 @@ class FrameBatch:
     frames: np.ndarray
 
 
-@contextmanager
-def _captured_stderr() -> Iterator[list[str]]:
-    """Collect what native code prints on stderr (ffmpeg/dmlc logs) so errors stay one line."""
-    lines: list[str] = []
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        saved = os.dup(2)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield lines
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            lines.extend(sink.read().decode("utf-8", "replace").splitlines())
-
-
 def _reason(exc: Exception, logs: list[str]) -> str:
     """A decoder failure as a plain sentence (never the decoder's internal file names or checks)."""
     text = " ".join([*logs, str(exc)])
     for needle, reason in (
+        ("cannot find video stream", "no video stream (audio only, or no pictures at all)"),
         ("moov atom not found", "not a readable video container (no index: empty, truncated or not a video)"),
         ("broken metadata", "not a video with a frame count and duration (an image, a raw stream without a "
                             "container, or a broken container)"),
@@ -115,6 +100,23 @@ def _readable(path: Path) -> str | None:
     except OSError as exc:
         return f"not readable ({exc.strerror or type(exc).__name__})"
     return None
+
+
+@contextmanager
+def _utf8_name(path: str) -> Iterator[str]:
+    """A name decord can take for `path`: decord passes names as UTF-8, so a name with bytes that are not
+    UTF-8 is opened here and given as /proc/self/fd/N (Linux; decord opens its own descriptor from it)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        if os.path.isdir("/proc/self/fd"):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                yield f"/proc/self/fd/{fd}"
+            finally:
+                os.close(fd)
+            return
+    yield path
 
 
 def _decord_mishandles(exc: Exception, logs: list[str]) -> bool:
@@ -151,14 +153,17 @@ class Video:
         )
 
     def _open_decord(self) -> tuple[int, np.ndarray, tuple[int, int, int], float]:
-        with _captured_stderr() as logs:
+        with captured_stderr() as logs, _utf8_name(self.path) as name:
             try:
-                self._reader = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=self._threads)
+                self._reader = decord.VideoReader(name, ctx=decord.cpu(0), num_threads=self._threads)
                 n = len(self._reader)
                 stamps = self._reader.get_frame_timestamp(range(n)) if n else np.zeros((0, 2))
                 first = self._reader.get_batch([0]).asnumpy().shape[1:] if n else (0, 0, 3)
                 avg_fps = float(self._reader.get_avg_fps())
                 self._reader.seek(0)
+            except UnicodeEncodeError:
+                raise VideoError(f"{self.path}: the file name is not valid UTF-8 and the decoder cannot open "
+                                 "it on this system; rename the file") from None
             except Exception as exc:  # decord raises DECORDError / RuntimeError with multi-line logs
                 if not _decord_mishandles(exc, logs):
                     raise VideoError(f"{self.path}: {_reason(exc, logs)}") from None
@@ -207,7 +212,7 @@ class Video:
         """Decode the chosen frames in order, batch by batch (memory stays flat)."""
         for s in range(0, len(indices), batch_size):
             chunk = indices[s : s + batch_size]
-            with _captured_stderr() as logs:
+            with captured_stderr() as logs:
                 try:
                     if self._reader is not None:
                         frames = self._reader.get_batch(chunk.tolist()).asnumpy()

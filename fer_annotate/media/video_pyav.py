@@ -2,7 +2,9 @@
 
 Same contract as decord's reader as `video.Video` uses it: frame count, presentation timestamps (start
 of each frame, from the container), average rate, and RGB frames by increasing index, decoded in one
-forward pass (random access reopens the file).
+forward pass (random access reopens the file). Frames are turned upright by their display matrix (a
+phone's rotation metadata) exactly as decord turns them, so every reader (and the overlay renderer)
+sees the same pixels and coordinates.
 """
 
 from pathlib import Path
@@ -26,7 +28,7 @@ class PyAVFrames:
                 t = float(frame.pts * base) if frame.pts is not None else float(frame.time or 0.0)
                 starts.append(t)
                 last_end = t + float((frame.duration or 0) * base)
-                self.width, self.height = frame.width, frame.height
+                self.height, self.width = upright_size(frame)
             self.avg_fps = float(stream.average_rate or 0.0)
         self.stamps = np.array([starts, [*starts[1:], max(last_end, starts[-1] if starts else 0.0)]]).T
         self._container = None
@@ -45,7 +47,7 @@ class PyAVFrames:
             while self._position < index:
                 frame = next(self._frames)
                 self._position += 1
-            out.append(frame.to_ndarray(format="rgb24"))
+            out.append(upright(frame))
         return np.stack(out) if out else np.zeros((0, self.height, self.width, 3), np.uint8)
 
     def _restart(self) -> None:
@@ -54,3 +56,20 @@ class PyAVFrames:
         self._container = self._av.open(self.path)
         self._frames = self._container.decode(video=0)
         self._position = -1
+
+
+def quarter_turns(frame) -> int:
+    """Counter-clockwise quarter turns that show a decoded PyAV frame as its display matrix says."""
+    return round((getattr(frame, "rotation", 0) or 0) / 90) % 4
+
+
+def upright_size(frame) -> tuple[int, int]:
+    """(height, width) of a decoded frame once turned upright."""
+    return (frame.width, frame.height) if quarter_turns(frame) % 2 else (frame.height, frame.width)
+
+
+def upright(frame) -> np.ndarray:
+    """A decoded frame's RGB pixels [H, W, 3] turned upright, identical to what decord returns for it."""
+    rgb = frame.to_ndarray(format="rgb24")
+    turns = quarter_turns(frame)
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb

@@ -39,13 +39,15 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{short_stem(path.name)}.{os.getpid()}-{secrets.token_hex(4)}.partial")
 
 
-def stale_temps(path: Path) -> list[Path]:
-    """Temporary files and folders of `path` and of its sidecar left by earlier runs (e.g. after kill -9)."""
+def stale_temps(path: Path, pids: set[int] | None = None) -> list[Path]:
+    """Temporary files and folders of `path` and of its sidecar left by earlier runs (e.g. after kill -9);
+    with `pids`, only those written by these processes."""
     if not path.parent.is_dir():
         return []
     names = "|".join(re.escape(short_stem(p.name)) for p in (path, sidecar_path(path)))
-    pattern = re.compile(rf"\.({names})\.\d+-[0-9a-f]{{8}}\.partial")
-    return sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name))
+    pattern = re.compile(rf"\.(?:{names})\.(\d+)-[0-9a-f]{{8}}\.partial")
+    found = ((p, pattern.fullmatch(p.name)) for p in path.parent.iterdir())
+    return sorted(p for p, m in found if m and (pids is None or int(m.group(1)) in pids))
 
 
 def remove_path(path: Path) -> None:
@@ -56,7 +58,7 @@ def remove_path(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _temp_beside(path: Path) -> Path:
+def temp_file_beside(path: Path) -> Path:
     """Create an empty temporary file beside `path`, with the permissions the umask gives (not 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = temp_name(path)
@@ -101,7 +103,7 @@ class TableWriter:
         self._abaw: dict[int, dict[str, np.ndarray]] = {}
         self._temp = None
         with writing(self.path):
-            self._temp = None if fmt == "abaw" else _temp_beside(self.path)
+            self._temp = None if fmt == "abaw" else temp_file_beside(self.path)
             if fmt == "csv":
                 import pandas as pd  # imported when first needed: it adds ~0.3 s to every start-up
 
@@ -193,7 +195,7 @@ class TableWriter:
             return
         from fer_annotate.outputs.persons import fill_csv, fill_parquet
 
-        target = _temp_beside(self.path)
+        target = temp_file_beside(self.path)
         try:
             if self.fmt == "csv":
                 fill_csv(self._temp, target, persons)
@@ -263,7 +265,7 @@ def write_sidecar(output: Path, meta: dict) -> None:
     """Write the sidecar atomically; it is written last and marks the output as complete."""
     path = sidecar_path(output)
     with writing(path):
-        temp = _temp_beside(path)
+        temp = temp_file_beside(path)
         try:
             temp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
             os.replace(temp, path)

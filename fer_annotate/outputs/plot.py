@@ -8,7 +8,6 @@ Uses matplotlib's object API (no pyplot state), so it is safe in notebooks and t
 """
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from fer_annotate.outputs.output import temp_file_beside
 from fer_annotate.outputs.summary import summarize
 from fer_annotate.outputs.table import au_names, expression_names
 
@@ -224,12 +224,10 @@ def _save(fig, output: str | Path | None, opt: PlotOptions):
         path = Path(output)
         if path.suffix.lower() not in FIGURE_FORMATS:
             raise ValueError(f"{path}: unknown figure format (use {', '.join(FIGURE_FORMATS)})")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial" + path.suffix, dir=path.parent)
-        os.close(fd)
+        temp = temp_file_beside(path)  # the umask's permissions, like every output
         try:
-            fig.savefig(name, dpi=opt.dpi, format=path.suffix.lower()[1:])
-            os.replace(name, path)
+            fig.savefig(temp, dpi=opt.dpi, format=path.suffix.lower()[1:])
+            os.replace(temp, path)
         finally:
-            Path(name).unlink(missing_ok=True)
+            temp.unlink(missing_ok=True)
     return fig

@@ -5,12 +5,14 @@ bar chart of the expression probabilities, the AUs that are on, a valence/arousa
 and the ensemble's spread (uncertainty), each where the table has it. Frames without a face pass through
 unchanged; frames between two sampled frames (`--every`, `--fps`) show the last annotation faded.
 Frames are decoded, drawn (Pillow) and encoded one at a time (PyAV), so memory stays flat; audio packets
-are copied. Frames are matched to rows by container timestamp. The output is written to a temporary
-file and renamed into place when complete.
+are copied. Frames are matched to rows by container timestamp and keep it: the output uses the source
+stream's time base and each frame's own timestamp, so variable-frame-rate video (phone footage) renders
+exactly. Frames are turned upright by their display matrix (rotation metadata) as the annotation saw them,
+so boxes land on faces; the overlay is stored upright. The output is written to a temporary file and
+renamed into place when complete.
 """
 
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +23,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
-from fer_annotate.outputs.names import short_stem
+from fer_annotate.media.video_pyav import quarter_turns, upright
+from fer_annotate.outputs.output import temp_file_beside
 from fer_annotate.outputs.source import source_mismatch
 from fer_annotate.outputs.table import TableError, au_names, expression_names, load_table, read_sidecar
 
@@ -274,14 +277,9 @@ def render_overlay(video: str | Path, table: str | Path, output: str | Path,
     except (TableError, VideoError) as exc:
         raise RenderError(str(exc)) from None
     total = int(meta["video"]["n_frames"])
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{short_stem(output.name)}.", suffix=".partial" + output.suffix,
-                                dir=output.parent)  # short_stem: the temporary name fits wherever `output` does
-    os.close(fd)
-    temp = Path(name)
-    os.chmod(temp, 0o644)  # mkstemp makes it private; the overlay is an ordinary output file
+    temp = temp_file_beside(output)  # the umask's permissions, like every output
     try:
-        frames = _transcode(av, video, temp, index, total, on_frames)
+        frames = _transcode(av, video, temp, CONTAINERS[output.suffix.lower()], index, total, on_frames)
         os.replace(temp, output)
     except BaseException as exc:
         temp.unlink(missing_ok=True)
@@ -291,18 +289,21 @@ def render_overlay(video: str | Path, table: str | Path, output: str | Path,
     return RenderSummary(output, frames, time.time() - started)
 
 
-def _transcode(av, video: Path, temp: Path, index: TableIndex, total: int,
+def _transcode(av, video: Path, temp: Path, fmt: str, index: TableIndex, total: int,
                on_frames: Callable[[int, int], None] | None) -> int:
-    fmt = CONTAINERS[temp.suffix.lower()]
+    turns = _display_turns(av, video)
     with av.open(str(video)) as src, av.open(str(temp), "w", format=fmt) as dst:
         vin = src.streams.video[0]
         vin.thread_type = "AUTO"
         width, height = vin.codec_context.width, vin.codec_context.height
+        if turns % 2:
+            width, height = height, width
         rate = vin.average_rate or vin.guessed_rate or Fraction(25)
         vout = dst.add_stream("libx264", rate=rate)
         vout.width, vout.height = width, height
         vout.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-        vout.time_base = vin.time_base
+        # the encoder counts in the source's time base, not 1/rate: each frame keeps its own timestamp
+        vout.codec_context.time_base = vout.time_base = vin.time_base
         vout.options = {"crf": "20", "preset": "veryfast"}
         ain = src.streams.audio[0] if src.streams.audio else None
         aout = None
@@ -310,7 +311,7 @@ def _transcode(av, video: Path, temp: Path, index: TableIndex, total: int,
             aout = dst.add_stream_from_template(ain)
         painter = Painter(height, index.expr_names)
         cache: dict[int, tuple[list[Mark], list[Image.Image], list[Image.Image]]] = {}
-        done = 0
+        done, last_pts = 0, None
         streams = [vin] if aout is None else [vin, ain]
         for packet in src.demux(*streams):
             if packet.stream is ain:
@@ -319,8 +320,11 @@ def _transcode(av, video: Path, temp: Path, index: TableIndex, total: int,
                     dst.mux(packet)
                 continue
             for frame in packet.decode():
+                pts = frame.pts
+                if pts is None or (last_pts is not None and pts <= last_pts):
+                    pts = 0 if last_pts is None else last_pts + 1  # a broken stamp: keep the order
                 out = _draw(frame, index, painter, cache)
-                out.pts, out.time_base = frame.pts, frame.time_base
+                out.pts, out.time_base, last_pts = pts, vin.time_base, pts
                 dst.mux(vout.encode(out))
                 done += 1
                 if on_frames is not None and (done % 16 == 0):
@@ -331,30 +335,33 @@ def _transcode(av, video: Path, temp: Path, index: TableIndex, total: int,
     return done
 
 
+def _display_turns(av, video: Path) -> int:
+    """Quarter turns of the source's display matrix, read from its first frame (the encoder needs the
+    upright size before the first frame is drawn)."""
+    with av.open(str(video)) as src:
+        for frame in src.decode(video=0):
+            return quarter_turns(frame)
+    return 0
+
+
 def _draw(frame, index: TableIndex, painter: Painter, cache: dict) -> object:
-    """The frame with its annotation, or the frame itself where there is nothing to draw."""
+    """The upright frame with its annotation, or the frame itself where there is nothing to draw."""
     import av
 
-    if frame.pts is None:
-        return frame
-    found = index.locate(float(frame.pts * frame.time_base))
-    if found is None:
-        return _plain(frame)
-    k, exact = found
-    if k not in cache:
-        cache.clear()
-        marks = index.marks(k)
-        panels = [painter.panel(m) for m in marks]
-        cache[k] = (marks, panels, [_fade(p) for p in panels])
-    marks, panels, faded = cache[k]
-    if not marks:
-        return _plain(frame)
-    image = frame.to_image()
-    painter.draw(image, marks, panels if exact else faded, faded=not exact)
-    return av.VideoFrame.from_image(image)
-
-
-def _plain(frame) -> object:
-    """A decoded frame handed to the encoder unchanged (its picture type left to the encoder)."""
+    found = None if frame.pts is None else index.locate(float(frame.pts * frame.time_base))
+    if found is not None:
+        k, exact = found
+        if k not in cache:
+            cache.clear()
+            marks = index.marks(k)
+            panels = [painter.panel(m) for m in marks]
+            cache[k] = (marks, panels, [_fade(p) for p in panels])
+        marks, panels, faded = cache[k]
+        if marks:
+            image = Image.fromarray(upright(frame))
+            painter.draw(image, marks, panels if exact else faded, faded=not exact)
+            return av.VideoFrame.from_image(image)
+    if quarter_turns(frame):
+        return av.VideoFrame.from_ndarray(upright(frame), format="rgb24")
     frame.pict_type = 0  # AV_PICTURE_TYPE_NONE: the encoder chooses
     return frame

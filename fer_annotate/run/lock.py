@@ -42,6 +42,11 @@ def _owner(path: Path) -> tuple[int, str] | None:
         return None
 
 
+def lock_owner(output: Path) -> tuple[int, str] | None:
+    """(pid, host) of the run holding an output's lock, or None."""
+    return _owner(lock_path(output))
+
+
 class OutputLock:
     """Context manager: take the output's lock or raise Locked; on entry, remove the output's stale temporary
     files (no other run can be writing them while we hold the lock); on exit, release the lock."""

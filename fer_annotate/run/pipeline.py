@@ -28,6 +28,7 @@ from fer_annotate.faces.geometry import GeometryConfig, GeometryStage
 from fer_annotate.faces.reid import PersonConfig, PersonLinker, load_embedder
 from fer_annotate.faces.sparse import FrameFinder, SparseConfig
 from fer_annotate.faces.track import Tracker, TrackerConfig
+from fer_annotate.media.display import text_name
 from fer_annotate.media.video import Sampling, Video, VideoError
 from fer_annotate.models.bundle import InputSpec
 from fer_annotate.models.model import ModelStage, crop_template
@@ -316,8 +317,8 @@ class Annotator:
         track_cfg = cfg.tracker
         if track_cfg.confirm_score is None:  # --detector auto: the score the chosen detector needs
             track_cfg = replace(track_cfg, confirm_score=CONFIRM_SCORE[detector.config.name])
-        if video.still:  # one frame: a face gets its id from its single detection
-            track_cfg = replace(track_cfg, min_hits=1)
+        if video.still or len(indices) < track_cfg.min_hits:  # a still, or fewer sampled frames than a birth
+            track_cfg = replace(track_cfg, min_hits=len(indices))  # needs: a face seen in all of them gets its id
         tracker = Tracker(track_cfg)
         stages = dict.fromkeys(("decode", "detect", "align", "model", "track", "write"), 0.0)
         if self.geometry is not None:
@@ -327,7 +328,7 @@ class Annotator:
             linker = PersonLinker(cfg.persons, None, "a still image: each face is its own person")
         else:
             linker = PersonLinker(cfg.persons, self.embedder, self.reid_reason)
-        emitter = _Emitter(Path(video.path).stem, self.model, writer, stages, linker)
+        emitter = _Emitter(text_name(Path(video.path).stem), self.model, writer, stages, linker)
         finder = FrameFinder(detector, cfg.sparse, cfg.shots)
         cuts: list[int] = []
         done = 0

@@ -5,7 +5,8 @@ then runs `jobs.run_job` on one video after another, so resume (complete outputs
 skipped), the per-output locks, atomic outputs and one-line failures are exactly those of a single
 process. The driver keeps the list of videos and hands the next one to whichever worker is idle. A worker
 that dies mid-video fails that video only (its temporary files and lock are removed; a rerun redoes it)
-and is replaced.
+and is replaced. A stop signal (SIGTERM, SIGINT, SIGHUP: `signals`) stops every worker, each removing its
+video's temporary files and lock, and ends the run.
 
 Local workers are `concurrent.futures` process pools of one 'spawn' process each, so that a dead process
 breaks only its own pool and the driver knows which video it held. Ray workers are actors; outputs are
@@ -34,6 +35,7 @@ from fer_annotate.outputs.output import remove_path, stale_temps
 from fer_annotate.run.jobs import Job, JobReport, JobResult, run_job, run_jobs
 from fer_annotate.run.lock import lock_path
 from fer_annotate.run.pipeline import AnnotateConfig, Annotator
+from fer_annotate.run.signals import GRACE_S, Stopped, as_worker, guarded, reclaim, remove_left_by, stop_processes
 from fer_annotate.run.threads import apply_torch_threads, available_cores, plan_threads
 
 # Peak resident memory of one worker with the paper-shaped ensemble (README, "Speed and memory": 1.5-1.8 GiB).
@@ -212,6 +214,7 @@ _progress: "multiprocessing.Queue | None" = None
 def _init_local(spec: WorkerSpec, device: str, progress: "multiprocessing.Queue") -> None:
     """Process-pool initializer: load this process's detector and ensemble once."""
     global _worker, _progress
+    as_worker()
     _worker, _progress = AnnotatorWorker(spec, device), progress
 
 
@@ -223,13 +226,22 @@ def _local_run(key: int, job: Job, overwrite: bool, arguments: dict | None) -> J
     def on_frames(done: int, total: int) -> None:
         _progress.put((key, done, total))
 
-    return _worker.run(job, overwrite, arguments, on_frames)
+    return guarded(job.output, _worker.run, job, overwrite, arguments, on_frames)
 
 
 def _died(job: Job, what: str) -> JobResult:
     remove_partials(job.output)
     return JobResult(job, "failed", f"{job.video}: the {what} annotating it died (killed, out of memory or a "
                                      f"crash in a native library); its output was not written, rerun to redo it")
+
+
+def _stop_workers(pools: list[ProcessPoolExecutor], interrupted: list[Job]) -> None:
+    """Stop every worker process now (a stop signal, or an error in the driver); remove what those that had
+    to be killed left of their videos (temporary files, lock)."""
+    processes = [p for pool in pools for p in (pool._processes or {}).values()]  # the pool's record of them
+    stop_processes(processes)
+    for job in interrupted:
+        remove_left_by(job.output, {p.pid for p in processes})
 
 
 def run_local(spec: WorkerSpec, jobs: list[Job], workers: int, overwrite: bool = False,
@@ -245,6 +257,7 @@ def run_local(spec: WorkerSpec, jobs: list[Job], workers: int, overwrite: bool =
 
     pools = [start(slot) for slot in range(workers)]
     report = JobReport()
+    running: dict[Future, tuple[int, int]] = {}
     try:
         for pool in pools:
             try:
@@ -254,7 +267,6 @@ def run_local(spec: WorkerSpec, jobs: list[Job], workers: int, overwrite: bool =
             if error:
                 raise WorkerError(error)
         pending = deque(enumerate(jobs))
-        running: dict[Future, tuple[int, int]] = {}
         idle = list(range(workers))
         while pending or running:
             while idle and pending:
@@ -276,6 +288,9 @@ def run_local(spec: WorkerSpec, jobs: list[Job], workers: int, overwrite: bool =
                 if events.on_end is not None:
                     events.on_end(outcome.job, outcome.line)
                 idle.append(slot)
+    except BaseException:  # a stop signal or an error here: no worker may outlive the run
+        _stop_workers(pools, [jobs[key] for _, key in running.values()])
+        raise
     finally:
         for pool in pools:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -382,16 +397,27 @@ def run_ray(spec: WorkerSpec, jobs: list[Job], address: str = "auto", workers: i
     jobs = [Job(j.video.absolute(), j.output.absolute()) for j in jobs]  # workers may run in another folder
     root = Path(os.path.commonpath([j.output.parent for j in jobs]))
     connected = _connect(ray, address)
+    reclaim()  # Ray's init took SIGTERM over
     token = uuid.uuid4().hex  # this run's probe files; another driver's in the same folder are left alone
     actors: list = []
+    running: dict = {}
     try:
         plan = ray_plan(ray.cluster_resources(), workers, spec.config.device, spec.threads or 1, len(jobs))
         actor_class = ray.remote(AnnotatorWorker)
         _write_probe(root, token)
-        return _ray_loop(ray, actor_class, plan, spec, jobs, (root, token), overwrite, arguments, events, actors)
+        return _ray_loop(ray, actor_class, plan, spec, jobs, (root, token), overwrite, arguments, events, actors,
+                         running)
+    except SystemError as exc:  # Ray's blocking calls wrap what a signal handler raised during them
+        if isinstance(exc.__cause__, Stopped):
+            raise exc.__cause__ from None
+        raise
     finally:
         for actor in actors:
             ray.kill(actor)
+        if running:  # stopped mid-run: the killed actors' videos leave nothing behind
+            ray.wait(list(running), num_returns=len(running), timeout=GRACE_S)
+            for _, job in running.values():
+                remove_partials(job.output)
         for path in root.glob(f"{PROBE_PREFIX}{token}*"):
             path.unlink(missing_ok=True)
         if connected:
@@ -405,7 +431,7 @@ def _write_probe(folder: Path, token: str) -> None:
 
 
 def _ray_loop(ray, actor_class, plan: RayPlan, spec: WorkerSpec, jobs: list[Job], probe: tuple[Path, str],
-              overwrite: bool, arguments: dict | None, events: Events, actors: list) -> JobReport:
+              overwrite: bool, arguments: dict | None, events: Events, actors: list, running: dict) -> JobReport:
     folder, token = probe
     actor_spec = replace(spec, threads=int(plan.options["num_cpus"]), workers=1)
     starting: dict = {}
@@ -419,7 +445,6 @@ def _ray_loop(ray, actor_class, plan: RayPlan, spec: WorkerSpec, jobs: list[Job]
         start()
     report = JobReport()
     pending = deque(jobs)
-    running: dict = {}
     idle: list = []
     replacements = plan.actors
     waiting_since = time.monotonic()
