@@ -25,8 +25,11 @@ def annotate_photo_set(folder: Path, output: Path, weights: str | None, smooth: 
         raise click.UsageError("a photo set (a folder into one .csv/.parquet table) runs in one process, "
                                "without --workers, --ray or --render")
     try:
-        options["fmt"] = photo_format(output, options["fmt"])
         find_photos(folder)  # a folder with videos, or without images, is a usage error before models load
+    except PhotoSetError as exc:
+        raise click.UsageError(f"-o {output}: {exc}") from None
+    try:
+        options["fmt"] = photo_format(output, options["fmt"])
         config = build_config(**options)
     except (PhotoSetError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None

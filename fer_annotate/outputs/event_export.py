@@ -12,7 +12,7 @@ import pandas as pd
 
 from fer_annotate.outputs.event_formats import EVENT_FORMATS, SUFFIXES, format_of, write_events
 from fer_annotate.outputs.events import EventRules, find_events, missing
-from fer_annotate.outputs.table import TABLE_SUFFIXES, read_table
+from fer_annotate.outputs.table import TABLE_SUFFIXES, TableError, read_table
 
 
 class EventExportError(Exception):
@@ -102,6 +102,8 @@ def run_event_job(job: EventJob, rules: EventRules) -> EventResult:
     media, info = None, {}
     for table in job.tables:
         df = read_table(table)
+        if "path" in df.columns:
+            raise TableError(f"{table}: a table of photos (one frame per image) has no events over time")
         for kind, why in missing(list(df.columns), rules).items():
             result.skipped.setdefault(kind, f"{table}: {why}")
         frames.append(find_events(df, rules))

@@ -63,8 +63,8 @@ def find_photos(folder: Path) -> list[Path]:
     media = find_videos(folder)
     videos = [p for p in media if not is_image(p)]
     if videos:
-        raise PhotoSetError(f"{folder}: a photo set's table holds still images, but {videos[0]} is a video "
-                            f"({len(videos)} videos); give an output folder to annotate videos")
+        raise PhotoSetError(f"one table for a folder holds photos, but {videos[0]} is a video ({len(videos)} "
+                            f"in {folder}); give an output folder to annotate videos")
     if not media:
         raise PhotoSetError(f"{folder}: no images found")
     return media
