@@ -39,6 +39,7 @@ def test_cli_one_table_for_the_folder(folder: Path, tmp_path: Path):
     assert result.exit_code == 0, result.describe()
     df = pd.read_csv(out)
     assert list(df.columns[:3]) == ["path", "video", "frame"]
+    assert not [c for c in df.columns if c.endswith("_raw")], "one frame per photo: nothing smoothed"
     assert set(df["path"]) == set(PHOTOS), "one or more rows per image, paths relative to the folder"
     faces = df[df["status"] == "ok"].groupby("path").size().reindex(list(PHOTOS), fill_value=0)
     assert (faces >= pd.Series(PHOTOS) - 1).all() and faces["fa_grass.jpg"] == 0
