@@ -13,16 +13,20 @@ and `workers.scale_runner`.
 """
 
 import dataclasses
+import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fer_annotate.faces.sparse import DETECT_EVERY, SparseConfig
-from fer_annotate.outputs.output import is_complete, output_suffix
-from fer_annotate.run.jobs import Job, JobError, JobReport, output_format, plan_jobs
+from fer_annotate.outputs.names import check_names, name_max
+from fer_annotate.outputs.output import output_suffix
+from fer_annotate.run.jobs import Job, JobError, JobReport, output_format, output_name, plan_jobs
 from fer_annotate.run.pipeline import AnnotateConfig
+from fer_annotate.run.resume import examine
+from fer_annotate.run.values import check_options
 from fer_annotate.run.workers import Events, WorkerSpec, build_annotator, run_serial, scale_runner
 
 if TYPE_CHECKING:  # pandas is imported when a table is read, not for a run of the CLI
@@ -81,6 +85,7 @@ def build_config(*, check_device: bool = True, **options: object) -> AnnotateCon
     `check_device` False keeps `device` as given (`auto`, `cuda`) for workers elsewhere (Ray) to resolve.
     Raises TypeError for an unknown option and ValueError for a bad value.
     """
+    options = check_options(options)  # values as the CLI converts them (every="2" -> 2), else ValueError
     geometry = _geometry_option(options)  # takes the geometry options out of `options`
     options.update(geometry)
     config = AnnotateConfig(sparse=SparseConfig(every=DETECT_EVERY))
@@ -192,6 +197,7 @@ class Annotator:
                  threads: int | None = None, **options: object):
         if config is not None and options:
             raise TypeError("give either config or options, not both")
+        _check_run(smooth, threads, None)
         self.config = config if config is not None else build_config(**options)
         self.spec = worker_spec(self.config, weights, smooth, threads)
         self.engine = build_annotator(self.spec, self.config.device)
@@ -206,23 +212,34 @@ class Annotator:
         """One line: the model (or faces only)."""
         return self.model.summary() if self.model is not None else "none (faces only)"
 
-    def annotate(self, video: str | Path, output: str | Path | None = None, overwrite: bool = True,
+    def annotate(self, video: str | Path, output: str | Path | None = None, overwrite: bool = False,
                  render: str | Path | None = None) -> "pd.DataFrame":
-        """Annotate one video into `output` (a temporary file when None) and return its table.
+        """Annotate one video into `output` (a temporary file when None; an existing folder: the file the CLI
+        would write there) and return its table.
 
-        The sidecar's metadata is in `df.attrs`. `render` names an overlay video to write as well.
-        Errors (a bad video, ...) are raised.
+        The sidecar's metadata is in `df.attrs`. A complete output of this video made with the same settings
+        is read back, not redone; one made with other settings, or a file this tool did not write, is left
+        alone with a ValueError unless `overwrite` (as `-o` on the command line). `render` names an overlay
+        video to write as well. Errors (a bad video, ...) are raised; arguments are checked before any work.
         """
         if self.config.fmt == "abaw":
             raise ValueError("the ABAW format is not a table; annotate() returns CSV or Parquet tables")
+        video = as_path(video, "video")
         if output is None:
             with tempfile.TemporaryDirectory(prefix="fer-annotate-") as tmp:
-                target = Path(tmp) / (Path(video).stem + output_suffix(self.config.fmt))
-                return self._one(Path(video), target, overwrite, render)
-        return self._one(Path(video), Path(output), overwrite, render)
+                target = Path(tmp) / (video.stem + output_suffix(self.config.fmt))
+                return self._one(video, target, True, render)
+        target = as_path(output, "output")
+        if target.is_dir():  # as `-o FOLDER` with one video
+            target = target / output_name(video, self.config.fmt)
+        return self._one(video, target, overwrite, render)
 
     def _one(self, video: Path, output: Path, overwrite: bool, render: str | Path | None) -> "pd.DataFrame":
-        if overwrite or not is_complete(output, video):
+        check_names(output)
+        found = examine(output, video, self.engine.settings())
+        if not overwrite and found.refusal(output):
+            raise ValueError(found.refusal(output))
+        if overwrite or found.state != "complete":
             self.engine.run(video, output, arguments={"api": "annotate", "video": str(video)})
         if render is not None:
             from fer_annotate.outputs.render import render_overlay
@@ -241,21 +258,32 @@ class Annotator:
         in the report and the others go on. With `render_dir`, each complete output also gets an overlay
         video there (same relative path, `.overlay.mp4`).
         """
-        jobs = plan_jobs([Path(p) for p in inputs], Path(output), self.config.fmt)
+        jobs = plan_jobs([as_path(p, "video") for p in inputs], as_path(output, "output"), self.config.fmt,
+                         own=[None if render_dir is None else Path(render_dir), self.config.save_crops])
         return self.run_jobs(jobs, Path(output), overwrite, render_dir, callbacks, arguments)
 
     def run_jobs(self, jobs: list[Job], output: Path, overwrite: bool = False, render_dir: str | Path | None = None,
                  callbacks: BatchCallbacks | None = None, arguments: dict | None = None) -> JobReport:
         """Annotate planned jobs (see annotate_batch), then render the overlays asked for."""
         cb = callbacks or BatchCallbacks()
-        _check_render(self.config, render_dir)
+        _check_render(self.config, render_dir, jobs, output)
         report = run_serial(self.engine, jobs, overwrite, arguments, cb.events())
         return _render_outputs(jobs, output, render_dir, overwrite, report, cb)
 
 
-def _check_render(config: AnnotateConfig, render_dir: str | Path | None) -> None:
-    if render_dir is not None and config.fmt == "abaw":
+def _check_render(config: AnnotateConfig, render_dir: str | Path | None, jobs: list[Job], output: Path) -> None:
+    """--render with a table format, and every overlay's name short enough, before any video is annotated."""
+    if render_dir is None:
+        return
+    if config.fmt == "abaw":
         raise ValueError("--render needs a table (csv or parquet), not the ABAW format")
+    from fer_annotate.outputs.render import render_path
+
+    for job in jobs:
+        target = render_path(job.output, Path(output), Path(render_dir))
+        if len(os.fsencode(target.name)) > name_max(target.parent):
+            raise ValueError(f"{target}: file name too long for this file system (the overlay of {job.video}); "
+                             "rename the video or run without --render")
 
 
 def run_batch(spec: WorkerSpec, jobs: list[Job], output: Path, *, workers: str | int | None = None,
@@ -267,7 +295,7 @@ def run_batch(spec: WorkerSpec, jobs: list[Job], output: Path, *, workers: str |
     Raises ValueError for a bad `workers` and workers.WorkerError when workers cannot start.
     """
     cb = callbacks or BatchCallbacks()
-    _check_render(spec.config, render_dir)
+    _check_render(spec.config, render_dir, jobs, output)
     count = None if workers is None else str(workers)
     report = scale_runner(spec, jobs, count, ray, overwrite, arguments)(cb.events())
     return _render_outputs(jobs, output, render_dir, overwrite, report, cb)
@@ -311,6 +339,25 @@ def _render_job(job: Job, output: Path, render_dir: Path, overwrite: bool, repor
         cb.on_render_end(job, f"overlay, {done.frames} frames, {done.frames_per_second:.1f} frames/s -> {target}")
 
 
+def as_path(value: object, what: str) -> Path:
+    """A str, bytes (a name that need not be UTF-8) or os.PathLike path as a Path; TypeError for anything else."""
+    if isinstance(value, bytes):
+        return Path(os.fsdecode(value))
+    if isinstance(value, str | os.PathLike):
+        return Path(value)
+    raise TypeError(f"{what}: expected a path (str, bytes or os.PathLike), not {type(value).__name__}")
+
+
+def _check_run(smooth: str, threads: object, workers: object) -> None:
+    """The run options outside the config, checked before any work with the CLI's messages."""
+    from fer_annotate.models.temporal import SmoothSpec
+    from fer_annotate.run.workers import parse_workers
+
+    SmoothSpec.parse(str(smooth))
+    check_options({"threads": threads})
+    parse_workers(None if workers is None else str(workers))
+
+
 def annotate_photos(spec: WorkerSpec, folder: str | Path, output: str | Path, *, overwrite: bool = False,
                     on_images: Callable[[int, int], None] | None = None,
                     arguments: dict | None = None) -> "PhotoSetReport":
@@ -332,6 +379,9 @@ def annotate(video_or_list: str | Path | Sequence[str | Path], output: str | Pat
 
     One video (a file path): the table as a DataFrame (dtypes as `read_table`, metadata in `df.attrs`),
     written to `output` or, when None, to a temporary file that is removed; `render` is an overlay file.
+    As with `-o`, a complete `output` of the same video and settings is read back, not redone, and one made
+    with other settings or not by this tool raises ValueError unless `overwrite`. Paths may be str, bytes
+    or os.PathLike; every argument is checked before any work, with the CLI's messages.
     A folder of photos with `output` (a .csv or .parquet file): one table of every face of every image, with
     a `path` column (see `annotate_photos`), returned as a DataFrame.
     A list of videos or a folder: `output_dir` receives one table per video (relative paths mirrored),
@@ -342,33 +392,38 @@ def annotate(video_or_list: str | Path | Sequence[str | Path], output: str | Pat
     cores). Other keyword options: see `build_config` (e.g. detector="blazeface-back", every=5, start=10,
     end=60, fmt="parquet", device="cuda", detect_every=1).
     """
-    single = isinstance(video_or_list, str | Path) and not Path(video_or_list).is_dir()
-    if isinstance(video_or_list, str | Path) and output is not None and output_dir is None and not single:
+    one = isinstance(video_or_list, str | bytes | os.PathLike) or not isinstance(video_or_list, Iterable)
+    inputs = [as_path(video_or_list, "video")] if one else [as_path(p, "video") for p in video_or_list]
+    _check_run(smooth, threads, workers)
+    single = one and not inputs[0].is_dir()
+    if one and output is not None and output_dir is None and not single:
         from fer_annotate.outputs.table import read_table
         from fer_annotate.run.photoset import photo_format
 
-        options["fmt"] = photo_format(Path(output), options.get("fmt"))  # a folder of photos into one table
+        options["fmt"] = photo_format(as_path(output, "output"), options.get("fmt"))  # photos into one table
         spec = worker_spec(build_config(**options), weights, smooth, threads)
-        annotate_photos(spec, video_or_list, output, overwrite=overwrite)
+        annotate_photos(spec, inputs[0], as_path(output, "output"), overwrite=overwrite)
         return read_table(output)
     if single and output_dir is None:
         if workers is not None or ray is not None:
             raise TypeError("workers and ray spread a batch (give output_dir)")
         if output is not None:  # the suffix decides the format, as on the command line
             try:
-                options["fmt"] = output_format([Path(video_or_list)], Path(output), options.get("fmt"))
+                options["fmt"] = output_format(inputs, as_path(output, "output"), options.get("fmt"))
             except JobError as exc:
                 raise ValueError(str(exc).removeprefix("-o ")) from None
+        build_config(check_device=False, **options)  # bad values fail before the models load
         ann = Annotator(weights, smooth, threads=threads, **options)
-        return ann.annotate(video_or_list, output, overwrite=True, render=render)
+        return ann.annotate(inputs[0], output, overwrite=overwrite, render=render)
     if output_dir is None:
         raise TypeError("a batch (a list of videos or a folder) needs output_dir")
-    inputs = [video_or_list] if isinstance(video_or_list, str | Path) else list(video_or_list)
     config = build_config(check_device=ray is None, **options)
     spec = worker_spec(config, weights, smooth, threads)
-    folder = Path(output_dir)
+    folder = as_path(output_dir, "output_dir")
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{folder}: exists and is a file, but several videos need an output folder")
     folder.mkdir(parents=True, exist_ok=True)  # an existing folder: plan_jobs maps every video into it
-    jobs = plan_jobs([Path(p) for p in inputs], folder, config.fmt)
+    jobs = plan_jobs(inputs, folder, config.fmt, own=[None if render is None else Path(render), config.save_crops])
     report = run_batch(spec, jobs, folder, workers=workers, ray=ray, overwrite=overwrite, render_dir=render)
     if report.failed:
         lines = "; ".join(message for _, message in report.failed)

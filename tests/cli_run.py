@@ -14,7 +14,7 @@ import pandas as pd
 from click.testing import CliRunner
 
 FACE_COLUMNS = ["face_id", "score", "x1", "y1", "x2", "y2"]
-ID_COLUMNS = ["video", "frame", "time_s", "face_id", "status", *FACE_COLUMNS[1:]]
+ID_COLUMNS = ["video", "frame", "time_s", "face_id", "status", *FACE_COLUMNS[1:], "person_id"]
 
 
 @dataclass

@@ -93,8 +93,12 @@ class FakeAnnotator:
         if video.name in self.fail:
             raise self.fail[video.name]
         touch(output)
-        write_sidecar(output, {"complete": True, "source": source_record(video)})
+        write_sidecar(output, {"complete": True, "tool": "fer-annotate", "source": source_record(video),
+                               "settings": self.settings()})
         return RunSummary(str(video), str(output), 10, 10, 5, 10, 1, 0.1, {})
+
+    def settings(self) -> dict:
+        return {"every": 1}
 
 
 def test_failures_are_isolated_and_finished_videos_skipped(tmp_path):

@@ -70,10 +70,12 @@ def test_every_frame_gets_the_true_box_with_fewer_detections():
         np.testing.assert_allclose(b.keypoints, a.keypoints, atol=0.5)
 
 
-def test_scene_cut_forces_a_detection():
-    _, plain, _ = run(every=6)
-    _, cut, _ = run(every=6, cut_at=15)
-    assert cut.calls == plain.calls + 1
+def test_scene_cut_forces_a_detection_and_ends_the_track():
+    _, plain, plain_tracker = run(every=6)
+    _, cut, tracker = run(every=6, cut_at=15)
+    # the cut frame is detected, and the face after it is a new track, detected until confirmed (min_hits 3)
+    assert cut.calls == plain.calls + 3
+    assert plain_tracker.next_id == 1 and tracker.next_id == 2
 
 
 def test_face_thumbnail_similarity_drops_when_the_face_is_gone():

@@ -4,6 +4,7 @@ adapted), export, and fer-annotate running the exported bundle with its blendsha
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -72,3 +73,22 @@ def test_distill_video_export_and_annotate(tmp_path, shared_dir, torch_home, lan
         assert ok[column].notna().all(), column
     assert ok["bs_jawOpen"].between(0, 1).all()
     assert np.abs(ok["pose_yaw"]).max() < 90
+
+
+def test_distill_overwrite_keeps_the_new_faces_and_scores_the_start(tmp_path, shared_dir, torch_home, landmarker_model):
+    """Issue 18.21: --overwrite starts over before harvesting (it used to delete the faces it had just
+    harvested, then fail on faces/labels.csv), and the starting bundle's held-out score is printed."""
+    video = shared_dir / "fixtures" / "videos" / "pyfeat_single_face.mp4"
+    held_out = shared_dir / "fixtures" / "videos" / "pyfeat_face_noface.mov"
+    run = tmp_path / "run"
+    (run / "faces").mkdir(parents=True)
+    (run / "faces" / "old.png").write_bytes(b"an earlier run's face")
+    (run / "config.json").write_text("{}")
+    text = _invoke(["distill", "--teacher", "mediapipe", "--videos", video, "--val-videos", held_out,
+                    "--model", landmarker_model, "--fps", "4", "--epochs", "1", "--threads", "1", "--out", run,
+                    "--overwrite"])
+    assert "students adapted from ferplus-distilled" in text, text
+    assert re.search(r"held-out: -?\d\.\d{3} adapted vs -?\d\.\d{3} for ferplus-distilled before", text), text
+    assert (run / "faces" / "labels.csv").is_file() and not (run / "faces" / "old.png").exists()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["teacher_val"]["tasks"], "the starting bundle's held-out score was not recorded"

@@ -45,7 +45,12 @@ def test_import_authors_cnn_round_trip(authors_files, cache):
     x = torch.randn(1, 3, 64, 64) * 40  # any size: the pooling is adaptive; small keeps the test fast
     with torch.no_grad():
         for task, out in reference(x).items():
-            torch.testing.assert_close(member(x)[task], out, rtol=0, atol=0)
+            # The same float32 network run twice may differ by rounding: the CPU kernels (oneDNN) may fold
+            # BatchNorm into the convolutions or sum in another order (7.45e-9 seen). Float32 keeps ~1.2e-7 of
+            # each value; over ~50 layers of sums of thousands of terms that stays below 1e-5 of the output's
+            # scale, while a wrongly mapped weight changes the outputs by the order of that scale.
+            scale = max(float(out.abs().max()), 1.0)
+            torch.testing.assert_close(member(x)[task], out, rtol=1e-5, atol=1e-5 * scale)
     assert W.resolve_bundle(None).path == bundle.path  # the paper's ensemble is now the default
 
 

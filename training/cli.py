@@ -17,6 +17,8 @@ from pathlib import Path
 
 import click
 
+from fer_annotate import __version__
+from fer_annotate.cli.help import Group, option_panel
 from fer_annotate.cli.params import DEVICE, NON_NEGATIVE, POSITIVE, POSITIVE_INT
 from training.config import TrainConfig, apply, load_toml, read_run_config, to_dict
 from training.data import DataError
@@ -70,9 +72,24 @@ TRAIN_OPTIONS = [
 ]
 
 
+# How `fer-train teacher|student|temporal --help` groups them.
+TRAIN_PANELS = {
+    "Data": ["--config", "--abaw", "--manifest", "--folders", "--val-abaw", "--val-manifest", "--val-folders",
+             "--cache", "--expr-labels", "--balance"],
+    "Network and input": ["--backbone", "--backbone-kwargs", "--init", "--size", "--colour", "--scale", "--mean",
+                          "--std", "--template", "--box-scale"],
+    "Optimisation": ["--epochs", "--batch-size", "--lr", "--betas", "--weight-decay", "--schedule",
+                     "--steps-per-epoch", "--temperature", "--metrics", "--seed"],
+    "Augmentation": ["--zoom", "--rotate", "--flip", "--colour-jitter", "--erase"],
+    "Run": ["--out", "--device", "--amp", "--threads", "--overwrite"],
+}
+
+
 def train_options(f):
     for option in reversed(TRAIN_OPTIONS):
         f = option(f)
+    for name, options in reversed(TRAIN_PANELS.items()):
+        f = option_panel(name, options=options)(f)
     return f
 
 
@@ -148,13 +165,14 @@ def _fail(e: Exception) -> None:
     raise click.ClickException(str(e)) from None
 
 
-class _Group(click.Group):
+class _Group(Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta["argv"] = list(args)
         return super().parse_args(ctx, args)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fer-train")
 def main() -> None:
     """Train the multitask teacher-student models of Deng, Chen and Shi (2020) and export bundles."""
 
@@ -432,7 +450,7 @@ def distill(teacher, video_dirs, val_videos, init_bundle, fps, detector, model, 
     from fer_annotate.models.bundle import BundleError
     from fer_annotate.models.weights import resolve_bundle
     from training.harvest import HarvestConfig, harvest_faces
-    from training.loop import RunError, run_students
+    from training.loop import RunError, clear_run, run_students
 
     def videos(dirs) -> list[Path]:
         return [v for d in map(Path, dirs) for v in (find_videos(d) if d.is_dir() else [d])]
@@ -441,6 +459,8 @@ def distill(teacher, video_dirs, val_videos, init_bundle, fps, detector, model, 
     try:
         bundle = resolve_bundle(init_bundle)
         out_dir = Path(out)
+        if overwrite:  # start over before harvesting: the faces harvested below belong to the new run
+            clear_run(out_dir, keep_cache=False)  # new faces may reuse the old ones' paths
         harvest = HarvestConfig(fps=fps, detector=detector)
         with Landmarker(model) as landmarker:
             train_csv = harvest_faces(videos(video_dirs), out_dir / "faces", bundle.input, harvest, landmarker, log)
@@ -458,11 +478,15 @@ def distill(teacher, video_dirs, val_videos, init_bundle, fps, detector, model, 
             "balance": [], "augment": {"zoom_min": 1.0, "zoom_max": 1.1, "rotate": 10.0}, "threads": threads,
             "device": device, "command": _command(),
         })
-        summary = run_students(cfg, out_dir, overwrite, log=log)
+        summary = run_students(cfg, out_dir, overwrite=False, log=log)
     except (BundleError, DetectorError, GeometryError, VideoError, DataError, RunError, ValueError) as e:
         _fail(e)
     last = summary["rounds"][-1]
-    text = f"; held-out: {last['ensemble_val']['score']:.3f}" if "ensemble_val" in last else ""
+    text = ""
+    if "ensemble_val" in last:
+        before = summary.get("teacher_val")
+        start = f"{before['score']:.3f}" if before and before.get("tasks") else "n/a (no head for these labels)"
+        text = f"; held-out: {last['ensemble_val']['score']:.3f} adapted vs {start} for {bundle.name} before"
     click.echo(f"{len(last['members'])} students adapted from {bundle.name} in {out}{text}; "
                f"next: fer-train export {out} -o BUNDLE")
 

@@ -417,6 +417,15 @@ def _quiet(message: str) -> None:
     """The log of non-main ranks under torchrun: rank 0 speaks for all."""
 
 
+def clear_run(out: Path, keep_cache: bool = True) -> None:
+    """Start over in a run folder: remove everything in it, the decoded-image cache only if not `keep_cache`
+    (it is keyed by image paths: keep it only where the images under those paths stay the same)."""
+    if out.is_dir():
+        for child in out.iterdir():
+            if child.name != "cache" or not keep_cache:
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
 def prepare_run(out: Path, cfg: TrainConfig, overwrite: bool) -> None:
     """Create the run folder with config.json, or check that an existing one matches (resume)."""
     path = out / "config.json"
@@ -428,10 +437,8 @@ def prepare_run(out: Path, cfg: TrainConfig, overwrite: bool) -> None:
             raise RunError(f"{out} holds a run with a different configuration (differs in: {', '.join(differ)}); "
                            "rerun with the same settings to resume, or pass --overwrite or another --out")
         return
-    if overwrite and out.exists():
-        for child in out.iterdir():
-            if child.name != "cache":
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
+    if overwrite:
+        clear_run(out)
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(new, indent=2) + "\n")
 
@@ -532,6 +539,10 @@ def run_students(cfg: TrainConfig, out: str | Path, overwrite: bool = False, log
     heads = ordered_heads(tsummary["heads"] | heads_for(train.labels, cfg.loss.va_bins))
     norm = Normalise(cfg.scale, cfg.mean, cfg.std)
     rounds = []
+    if tsummary["val"] is None and val is not None and env.main:  # a bundle: score it as the students will be
+        tsummary["val"] = score(predict(tnets, val, norm, env.device, cfg.eval_batch, env.amp).ensemble,
+                                val.labels, edition=cfg.metrics)
+        log(f"teacher {teacher_run.name} before training: {summary_line(tsummary['val'])}")
     teacher = SoftTeacher(tnets, cfg)
     for r in range(1, cfg.rounds + 1):
         members: dict[int, dict] = {}

@@ -9,8 +9,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
+from fer_annotate import __version__
 from fer_annotate.api import BatchCallbacks, build_config, run_batch, worker_spec
 from fer_annotate.cli.events import events
+from fer_annotate.cli.help import Group, option_panel
 from fer_annotate.cli.params import (
     COUNT,
     DEVICE_ANYWHERE,
@@ -28,7 +30,9 @@ from fer_annotate.cli.view import plot, render, summary
 from fer_annotate.cli.weights import weights
 from fer_annotate.faces.detect import AUTO, DETECTORS, DetectorError
 from fer_annotate.faces.geometry import GeometryError
+from fer_annotate.faces.reid import REID_METHODS
 from fer_annotate.faces.sparse import DETECT_EVERY
+from fer_annotate.models.bundle import BundleError
 from fer_annotate.outputs.output import FORMATS
 from fer_annotate.run.jobs import Job, JobError, JobReport, output_format, plan_jobs
 from fer_annotate.run.photoset import is_photo_set
@@ -37,7 +41,7 @@ from fer_annotate.run.workers import WorkerError
 console = Console(stderr=True, soft_wrap=True)
 
 
-class _DefaultGroup(click.Group):
+class _DefaultGroup(Group):
     """A group whose first argument, when it is not a subcommand, goes to the `annotate` command."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -47,7 +51,7 @@ class _DefaultGroup(click.Group):
 
 
 @click.group(cls=_DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="fer-annotate")
+@click.version_option(__version__, prog_name="fer-annotate")
 def main() -> None:
     """Annotate every frame of videos with facial action units, expressions and valence/arousal.
 
@@ -63,6 +67,13 @@ def main() -> None:
 
 
 @main.command()
+@option_panel("Input and output", options=["--output", "--format", "--start", "--end", "--every", "--fps",
+                                           "--overwrite", "--render", "--save-crops"])
+@option_panel("Faces", options=["--detector", "--score-threshold", "--confirm-score", "--min-face", "--min-hits",
+                                "--max-misses", "--geometry", "--geometry-model", "--landmarks"])
+@option_panel("Models", options=["--weights", "--smooth"])
+@option_panel("Speed", options=["--device", "--batch-size", "--threads", "--detect-every"])
+@option_panel("Scale-out", options=["--workers", "--ray"])
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="Output file for one video; a folder for several (mirrors relative paths); for one folder of "
@@ -101,6 +112,13 @@ def main() -> None:
 @click.option("--detect-every", type=POSITIVE_INT, default=DETECT_EVERY, show_default=True,
               help="Run the face detector on every Kth sampled frame; in between, faces follow the tracker's "
                    "predicted boxes (detected at once on a scene cut or when a face leaves its box).")
+@click.option("--cuts/--no-cuts", default=True, show_default=True,
+              help="Detect shot cuts and end every face track at one (no face_id spans two shots).")
+@click.option("--reid", type=click.Choice(REID_METHODS), default="dlib", show_default=True,
+              help="How tracks of one person are joined into person_id: dlib face embeddings (extra [persons]; "
+                   "without it person_id equals face_id) or none.")
+@click.option("--reid-threshold", type=POSITIVE, default=0.5, show_default=True,
+              help="Largest embedding distance at which two tracks are the same person (dlib's own: 0.6).")
 @click.option("--threads", type=POSITIVE_INT, default=None,
               help="CPU threads for the run (of each worker with --workers), video decoder included (default: the "
                    "cores this process may use, shared equally between workers; one goes to decoding, the rest "
@@ -138,7 +156,7 @@ def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, smooth
     if render is not None and config.fmt == "abaw":
         raise click.UsageError("--render needs a table output (--format csv or parquet), not abaw")
     try:
-        jobs = plan_jobs(list(inputs), output, config.fmt)
+        jobs = plan_jobs(list(inputs), output, config.fmt, own=[render, config.save_crops])
     except JobError as exc:
         raise click.UsageError(str(exc)) from None
     if not jobs:
@@ -153,7 +171,7 @@ def annotate(inputs: tuple[Path, ...], output: Path, weights: str | None, smooth
                              render_dir=render, callbacks=callbacks, arguments=arguments)
 
         report = _run_with_progress(len(jobs), run)
-    except (DetectorError, GeometryError, ValueError, WorkerError) as exc:
+    except (BundleError, DetectorError, GeometryError, ValueError, WorkerError) as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(1)
     done, skipped, failed = len(report.done), len(report.skipped), len(report.failed)

@@ -1,22 +1,12 @@
 """Option types shared by `fer-annotate` and `fer-train`: values checked when the command line is parsed,
-so a bad value is a usage error (exit 2, one line) before anything is read or written."""
+so a bad value is a usage error (exit 2, one line) before anything is read or written. The value types
+shared with the Python API live in run.values."""
 
-import math
 import re
 
 import click
 
-
-class Finite(click.FloatRange):
-    """A float that is finite (no nan or inf), optionally within a range."""
-
-    name = "finite float"
-
-    def convert(self, value, param, ctx):  # noqa: ANN001 (click's signature)
-        number = click.FLOAT.convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number.", param, ctx)
-        return super().convert(number, param, ctx)
+from fer_annotate.run.values import COUNT, FINITE, NON_NEGATIVE, POSITIVE, POSITIVE_INT, PROBABILITY, Finite
 
 
 class Device(click.ParamType):
@@ -85,11 +75,8 @@ def workers_count(ctx: click.Context, param: click.Parameter, value: str | None)
     return value
 
 
-POSITIVE_INT = click.IntRange(min=1)
-COUNT = click.IntRange(min=0)
-PROBABILITY = Finite(0.0, 1.0)
-NON_NEGATIVE = Finite(min=0.0)
-POSITIVE = Finite(min=0.0, min_open=True)
-FINITE = Finite()
 DEVICE = Device()
 DEVICE_ANYWHERE = Device(local=False)
+
+__all__ = ["COUNT", "DEVICE", "DEVICE_ANYWHERE", "FINITE", "NON_NEGATIVE", "POSITIVE", "POSITIVE_INT", "PROBABILITY",
+           "Device", "Finite", "check_cuda", "cuda_problem", "smooth_spec", "workers_count"]

@@ -8,6 +8,8 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
+from fer_annotate.cli.help import Command
+
 console = Console(stderr=True, soft_wrap=True)
 
 
@@ -16,7 +18,7 @@ def _fail(message: str) -> None:
     sys.exit(1)
 
 
-@click.command("render")
+@click.command("render", cls=Command)
 @click.argument("video", type=click.Path(path_type=Path))
 @click.argument("table", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -39,7 +41,7 @@ def render(video: Path, table: Path, output: Path) -> None:
                   highlight=False)
 
 
-@click.command("plot")
+@click.command("plot", cls=Command)
 @click.argument("table", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Figure to write: .png, .svg or .pdf.")
@@ -68,7 +70,7 @@ def plot(table: Path, output: Path, max_faces: int, max_points: int, dpi: int) -
     console.print(f"[green]{escape(str(output))}[/]", highlight=False)
 
 
-@click.command("summary")
+@click.command("summary", cls=Command)
 @click.argument("tables", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a list, one object per video) instead.")
 def summary(tables: tuple[Path, ...], as_json: bool) -> None:

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from fer_annotate.cli.help import Group
 from fer_annotate.models import weights as W
 from fer_annotate.models.bundle import Bundle, BundleError
 
@@ -21,7 +22,7 @@ def _summary(bundle: Bundle) -> str:
             f"tasks {', '.join(bundle.tasks)}, temporal {bundle.temporal.kind}, at {bundle.path}")
 
 
-@click.group("weights")
+@click.group("weights", cls=Group)
 def weights() -> None:
     """Model weights: list the known bundles, download, import the authors' files, verify.
 

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from fer_annotate.files.fetch import DownloadError, cache_dir, download, sha256_file
+
 if TYPE_CHECKING:
     from fer_annotate.faces.detect import Detections
 
@@ -81,12 +83,6 @@ class FaceGeometry:
                    np.full((n, 3), np.nan, np.float32), np.full((n, N_LANDMARKS, 3), np.nan, np.float32))
 
 
-def _sha256(path: Path) -> str:
-    from fer_annotate.models.bundle import sha256_file
-
-    return sha256_file(path)
-
-
 def resolve_model(path: str | os.PathLike | None = None) -> Path:
     """The landmarker model file: `path` if given, else the cache copy, downloaded on first use.
 
@@ -98,9 +94,6 @@ def resolve_model(path: str | os.PathLike | None = None) -> Path:
         if not p.is_file():
             raise GeometryError(f"{p}: face landmarker model not found")
         return p
-    from fer_annotate.models.bundle import BundleError
-    from fer_annotate.models.weights import cache_dir, download
-
     dest = cache_dir() / "mediapipe" / MODEL_NAME
     if dest.is_file():
         return dest
@@ -111,7 +104,7 @@ def resolve_model(path: str | os.PathLike | None = None) -> Path:
     log.info("downloading %s to %s", MODEL_URL, dest)
     try:
         download(MODEL_URL, dest, sha256=MODEL_SHA256, progress=False)
-    except BundleError as exc:
+    except DownloadError as exc:
         raise GeometryError(f"face landmarker model not in the cache and not downloadable ({exc}); {where}") from None
     return dest
 
@@ -231,7 +224,7 @@ class GeometryStage:
     def __init__(self, config: GeometryConfig):
         self.config = config
         self.landmarker = Landmarker(config.model, config.min_side, config.pad)
-        self.sha256 = _sha256(self.landmarker.model_path)
+        self.sha256 = sha256_file(self.landmarker.model_path)
 
     def columns(self) -> list[str]:
         """Table columns this stage adds: pose, blendshapes, then (optionally) landmarks."""

@@ -3,7 +3,7 @@
 The detector runs on every Kth sampled frame. In between, each confirmed face's box (and keypoints)
 is the tracker's constant-velocity prediction, and the frame is detected at once instead when
 
-- a scene cut is seen (a large change of a tiny grey thumbnail of the whole frame), or
+- a shot cut is seen (faces/cuts.py), or
 - a predicted box no longer shows the face it followed (its grey 16x16 thumbnail correlates less than
   `min_similarity` with the one taken at the face's last detection: the face moved off its
   prediction, turned away, or was covered), or
@@ -11,7 +11,8 @@ is the tracker's constant-velocity prediction, and the frame is detected at once
   needs real detections, frame after frame, to confirm the one and keep or end the other).
 
 With K = 1 every frame is detected (one batched call), as before. The tracker is updated here, frame
-by frame, because a prediction needs the state after the previous frame.
+by frame, because a prediction needs the state after the previous frame; at a shot cut it is told
+first (every track ends there) unless cut detection is off (`CutConfig.cuts`).
 """
 
 from dataclasses import dataclass
@@ -20,32 +21,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fer_annotate.faces.cuts import CutConfig, CutDetector
 from fer_annotate.faces.detect import Detections, FaceDetector
 from fer_annotate.faces.track import Tracker
 
 DETECT_EVERY = 2  # the CLI default, chosen from the speed / accuracy table in the README ("Detecting every Kth frame")
-THUMB = (18, 32)  # scene thumbnail (rows, columns)
 FACE_THUMB = 16
 
 
 @dataclass
 class SparseConfig:
-    """How often to detect and when to detect anyway: scene-cut and appearance thresholds."""
+    """How often to detect and when to detect anyway: the appearance threshold."""
 
     every: int = 1
-    cut_threshold: float = 30.0  # mean absolute grey change of the scene thumbnail, 0-255
     min_similarity: float = 0.7  # correlation of a predicted face's thumbnail with its last detected one
 
     def __post_init__(self) -> None:
         if self.every < 1:
             raise ValueError("detect-every must be >= 1")
-
-
-def scene_thumbnails(frames: torch.Tensor) -> torch.Tensor:
-    """Grey thumbnails [B, 18, 32] (float, 0-255) of RGB frames [B, H, W, 3] uint8."""
-    x = frames.permute(0, 3, 1, 2)
-    x = x if x.device.type == "cpu" else x.float()  # uint8 resampling is a CPU kernel
-    return F.interpolate(x, size=THUMB, mode="bilinear", antialias=True).float().mean(1).cpu()
 
 
 def face_thumbnails(frame: torch.Tensor, boxes: np.ndarray) -> np.ndarray:
@@ -65,26 +58,28 @@ def face_thumbnails(frame: torch.Tensor, boxes: np.ndarray) -> np.ndarray:
 class FrameFinder:
     """Detections for every frame of a batch, detected or predicted, fed to the tracker in order."""
 
-    def __init__(self, detector: FaceDetector, config: SparseConfig):
+    def __init__(self, detector: FaceDetector, config: SparseConfig, shots: CutConfig | None = None):
         self.detector = detector
         self.config = config
-        self.last_thumb: torch.Tensor | None = None
+        self.shots = shots or CutConfig()
+        self.cut_detector = CutDetector(self.shots)
+        self.cuts = np.zeros(0, dtype=bool)  # the last batch's shot cuts
         self.detected = 0
         self.forced = 0
 
     def __call__(self, frames: torch.Tensor, times: np.ndarray, tracker: Tracker) -> list[Detections]:
         """Detections of frames [B, H, W, 3] uint8 at container times [B]; updates the tracker per frame."""
         cfg = self.config
+        cut = self.cut_detector(frames) if self.shots.cuts or cfg.every > 1 else np.zeros(len(frames), dtype=bool)
+        self.cuts = cut
         if cfg.every == 1:
             found = self.detector(frames)
             self.detected += len(found)
-            for dets, t in zip(found, times, strict=True):
+            for dets, t, at_cut in zip(found, times, cut, strict=True):
+                if at_cut and self.shots.cuts:
+                    tracker.cut()
                 tracker.update(dets.boxes, float(t), dets.scores)
             return found
-        thumbs = scene_thumbnails(frames)
-        previous = torch.cat([thumbs[:1] if self.last_thumb is None else self.last_thumb, thumbs[:-1]])
-        cut = ((thumbs - previous).abs().mean((1, 2)) > cfg.cut_threshold).numpy()
-        self.last_thumb = thumbs[-1:]
         first = tracker.position + 1
         scheduled = [j for j in range(len(frames)) if (first + j) % cfg.every == 0 or cut[j]]
         found: dict[int, Detections] = {}
@@ -95,6 +90,8 @@ class FrameFinder:
         out = []
         for j, t in enumerate(times):
             t = float(t)
+            if cut[j] and self.shots.cuts:
+                tracker.cut()
             dets, predicted = found.get(j), False
             if dets is None:
                 dets = self._predicted(frames[j], t, tracker)

@@ -6,7 +6,8 @@ false positives never consume an id and a known face keeps its weaker detections
 A confirmed track survives up to `max_misses` sampled frames without a detection (occlusion, a missed
 detection) and keeps its id; after that it ends and its id is never reused. Boxes are predicted forward
 with a constant-velocity model in container time, so association works under sampling and variable
-frame rate.
+frame rate. At a shot cut (`cut`) every track ends: a face after the cut gets a new id, however close its
+box is to one before it.
 
 Because a birth is decided `min_hits - 1` frames late, results come out with that lag: `update` takes a
 frame, `finalize` returns the frames whose assignments can no longer change.
@@ -124,6 +125,11 @@ class Tracker:
             matches[int(di)] = int(ti)
             used.add(int(ti))
         return matches
+
+    def cut(self) -> None:
+        """A shot cut comes before the next frame: every track ends here (confirmed ids are never reused,
+        unconfirmed tracks are dropped), so no id spans two shots."""
+        self.tracks = []
 
     @property
     def uncertain(self) -> bool:

@@ -5,8 +5,8 @@ label names, VA bins, AU thresholds, temporal model) plus the members' SHA-256 a
 nothing about a model is hard-coded elsewhere. Loading never unpickles: safetensors only.
 """
 
-import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fer_annotate.files.fetch import sha256_file
 from fer_annotate.models.networks import NetworkSpec, build_network, ordered_heads
 
 MANIFEST = "bundle.json"
@@ -103,15 +104,6 @@ class Bundle:
         return {"format": FORMAT, "schema_version": SCHEMA_VERSION, **data}
 
 
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _check(cond: bool, where: Path, problem: str) -> None:
     if not cond:
         raise BundleError(f"{where}: {problem}")
@@ -163,15 +155,13 @@ def _validate(b: Bundle, where: Path) -> None:
         raise BundleError(f"{where}: network heads: {exc}") from None
     _check(b.tasks == list(heads), where, f"tasks {b.tasks} do not match the network heads {list(heads)}")
     _check(b.temporal.kind in TEMPORAL_KINDS, where, f"unknown temporal kind {b.temporal.kind!r}")
-    _check(b.temporal.seq_len >= 1, where, "temporal seq_len must be >= 1")
     _check(b.input.colour in ("rgb", "gray"), where, f"input colour must be rgb or gray, not {b.input.colour!r}")
     n_ch = 1 if b.input.colour == "gray" else 3
     _check(len(b.input.mean) == n_ch and len(b.input.std) == n_ch, where, f"input mean/std need {n_ch} values")
-    _check(all(s > 0 for s in b.input.std), where, "input std must be positive")
     _check(b.network.in_channels in (n_ch, 3), where, f"network in_channels {b.network.in_channels} vs colour")
     _check(len(b.input.template) == 4 and all(len(p) == 2 for p in b.input.template), where,
            "input template must be 4 points [x, y]")
-    _check(b.input.size >= 8 and b.input.box_scale > 0, where, "input size or box_scale out of range")
+    _check_ranges(b, heads, where)
     if "AU" in heads:
         _check(len(b.au_names) == heads["AU"], where, f"{len(b.au_names)} AU names for {heads['AU']} AU outputs")
         _check(len(b.au_thresholds) == heads["AU"], where,
@@ -186,6 +176,40 @@ def _validate(b: Bundle, where: Path) -> None:
                f"{len(b.bs_names)} blendshape names for {heads['BS']} BS outputs")
     if "POSE" in heads:
         _check(heads["POSE"] == 3, where, f"POSE head has {heads['POSE']} outputs, expected 3 (yaw, pitch, roll)")
+
+
+# What a usable manifest may say: values outside these would fail later (allocating a 100000-pixel crop per
+# face) or silently give nonsense (a negative threshold), so `weights verify` and loading refuse them.
+INPUT_SIZE = (8, 1024)  # crop side in pixels (the paper's networks use 112)
+BOX_SCALE = (0.1, 10.0)
+TEMPLATE = (-1.0, 2.0)  # unit crop coordinates of the template points, with room outside the crop
+HEAD_OUTPUTS = (1, 10_000)
+VA_BINS = (1, 1_000)
+SEQ_LEN = (1, 4_096)
+
+
+def _in(value: float, bounds: tuple[float, float]) -> bool:
+    return math.isfinite(value) and bounds[0] <= value <= bounds[1]
+
+
+def _check_ranges(b: Bundle, heads: dict[str, int], where: Path) -> None:
+    """Every number of the manifest within what the pipeline can use (not only of the right type)."""
+    spec = b.input
+    _check(_in(spec.size, INPUT_SIZE), where, f"input.size {spec.size} out of range {list(INPUT_SIZE)}")
+    _check(math.isfinite(spec.scale) and spec.scale > 0, where, f"input.scale {spec.scale} must be a positive number")
+    _check(all(math.isfinite(m) for m in spec.mean), where, f"input.mean {spec.mean} must be finite numbers")
+    _check(all(math.isfinite(s) and s > 0 for s in spec.std), where, f"input.std {spec.std} must be positive numbers")
+    _check(_in(spec.box_scale, BOX_SCALE), where, f"input.box_scale {spec.box_scale} out of range {list(BOX_SCALE)}")
+    _check(all(_in(v, TEMPLATE) for point in spec.template for v in point), where,
+           f"input.template {spec.template}: coordinates must lie in {list(TEMPLATE)}")
+    for task, n in heads.items():
+        _check(_in(n, HEAD_OUTPUTS), where, f"network.heads.{task} {n} out of range {list(HEAD_OUTPUTS)}")
+    if "VA" in heads:
+        _check(_in(b.va_bins, VA_BINS), where, f"va_bins {b.va_bins} out of range {list(VA_BINS)}")
+    _check(all(_in(t, (0.0, 1.0)) for t in b.au_thresholds), where,
+           f"au_thresholds {b.au_thresholds} must lie in [0, 1]")
+    _check(_in(b.temporal.seq_len, SEQ_LEN), where,
+           f"temporal.seq_len {b.temporal.seq_len} out of range {list(SEQ_LEN)}")
 
 
 def load_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:

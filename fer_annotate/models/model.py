@@ -10,9 +10,9 @@ import numpy as np
 
 from fer_annotate.faces.align import CropTemplate
 from fer_annotate.models.bundle import Bundle, InputSpec
+from fer_annotate.models.columns import TableSchema, au_column
 from fer_annotate.models.ensemble import Ensemble, EnsembleOutput, decide
 from fer_annotate.models.temporal import SmoothSpec, TrackFilter
-from fer_annotate.outputs.output import TableSchema, au_column
 
 # Blendshapes also written unsmoothed (`bs_<name>_raw`) when the temporal filter is on: a blink lasts
 # 100-400 ms, and the default Gaussian (sigma 0.1 s) halves its peak (0.40 -> 0.28 on a real clip).

@@ -7,17 +7,16 @@ converted into a bundle in the cache: `$FER_ANNOTATE_CACHE` (default ~/.cache/fe
 `.pth` files are read with `torch.load(weights_only=True)`: tensors only, never arbitrary pickles.
 """
 
-import hashlib
 import logging
 import os
 import tomllib
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from fer_annotate.files import fetch
+from fer_annotate.files.fetch import cache_dir
 from fer_annotate.models.bundle import (
     EXPR_NAMES,
     Bundle,
@@ -36,11 +35,6 @@ log = logging.getLogger(__name__)
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
 DEFAULT_BUNDLE = "deng2020-cnn"
 SUMS = "SHA256SUMS"
-
-
-def cache_dir() -> Path:
-    """The cache folder: $FER_ANNOTATE_CACHE, else ~/.cache/fer-annotate."""
-    return Path(os.environ.get("FER_ANNOTATE_CACHE") or Path.home() / ".cache" / "fer-annotate").expanduser()
 
 
 @dataclass
@@ -145,33 +139,12 @@ def write_sums(folder: Path, sums: dict[str, str]) -> None:
 
 
 def download(url: str, dest: Path, sha256: str = "", progress: bool = True) -> str:
-    """Fetch url to dest atomically (temporary file, then rename); verify sha256 if given. Returns the SHA-256."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.part-{os.getpid()}")
-    digest = hashlib.sha256()
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    """`fetch.download` for a bundle's files: a failure is a BundleError saying how to get them offline."""
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as f:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with Progress(*columns, disable=not progress) as bar:
-                task = bar.add_task(dest.name, total=total)
-                while chunk := response.read(1 << 20):
-                    f.write(chunk)
-                    digest.update(chunk)
-                    bar.advance(task, len(chunk))
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        tmp.unlink(missing_ok=True)
-        reason = getattr(exc, "reason", exc)
-        raise BundleError(f"{url}: download failed ({reason}); offline, copy the files by hand and use "
+        return fetch.download(url, dest, sha256, progress)
+    except fetch.DownloadError as exc:
+        raise BundleError(f"{exc}; offline, copy the files by hand and use "
                           "`fer-annotate weights import NAME FOLDER`") from None
-    got = digest.hexdigest()
-    if sha256 and got != sha256:
-        tmp.unlink(missing_ok=True)
-        raise BundleError(f"{url}: SHA-256 mismatch (expected {sha256[:12]}..., got {got[:12]}...); file not kept")
-    os.replace(tmp, dest)
-    return got
 
 
 def pull(name: str, registry: Registry | None = None, progress: bool = True) -> Bundle:

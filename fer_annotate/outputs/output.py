@@ -10,63 +10,22 @@ import json
 import os
 import re
 import secrets
-from dataclasses import dataclass, field
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+# The table's columns are defined with the model stage that names its cells by them; kept importable from here.
+from fer_annotate.models.columns import IDENTITY_COLUMNS as IDENTITY_COLUMNS
+from fer_annotate.models.columns import TableSchema, au_column
+from fer_annotate.outputs.names import short_stem
+
 if TYPE_CHECKING:
     import pandas as pd
 
-IDENTITY_COLUMNS = ["video", "frame", "time_s", "face_id", "status", "score", "x1", "y1", "x2", "y2"]
 FORMATS = ("csv", "parquet", "abaw")
 EXPR_ABAW_HEADER = "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise"
-
-
-@dataclass
-class TableSchema:
-    """The columns of a run: identity and face columns, then those of the tasks the bundle provides."""
-
-    au_names: list[str] = field(default_factory=list)
-    expr_names: list[str] = field(default_factory=list)
-    has_va: bool = False
-    bs_names: list[str] = field(default_factory=list)
-    bs_raw_names: list[str] = field(default_factory=list)  # blendshapes also written unsmoothed (bs_<name>_raw)
-    has_pose: bool = False
-    extra: list[str] = field(default_factory=list)  # float columns of optional stages (geometry), last
-
-    @property
-    def columns(self) -> list[str]:
-        cols = list(IDENTITY_COLUMNS)
-        if self.au_names:
-            for au in self.au_names:
-                cols += [f"{au_column(au)}_prob", au_column(au)]
-            cols.append("au_std")
-        if self.expr_names:
-            cols.append("expression")
-            cols += [f"expr_{name}" for name in self.expr_names]
-            cols.append("expr_std")
-        if self.has_va:
-            cols += ["valence", "arousal", "valence_std", "arousal_std"]
-        if self.bs_names:
-            cols += [f"bs_{name}" for name in self.bs_names]
-            cols.append("bs_std")
-            cols += [f"bs_{name}_raw" for name in self.bs_raw_names]
-        if self.has_pose:
-            cols += ["pose_yaw", "pose_pitch", "pose_roll", "pose_std"]
-        return cols + list(self.extra)
-
-    @property
-    def integer_columns(self) -> list[str]:
-        """Columns holding integers or empty cells (nullable Int64, so 3 is never written as 3.0)."""
-        return ["frame", "face_id", *[au_column(a) for a in self.au_names]]
-
-
-def au_column(name: str) -> str:
-    """`AU1` -> `AU01`, as OpenFace and py-feat spell them."""
-    digits = "".join(ch for ch in name if ch.isdigit())
-    return f"AU{int(digits):02d}" if digits else name
 
 
 def output_suffix(fmt: str) -> str:
@@ -75,15 +34,16 @@ def output_suffix(fmt: str) -> str:
 
 
 def temp_name(path: Path) -> Path:
-    """A fresh hidden temporary name beside `path`: `.NAME.<pid>-<random>.partial`."""
-    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
+    """A fresh hidden temporary name beside `path`: `.NAME.<pid>-<random>.partial` (NAME shortened when long,
+    see names.short_stem, so that it fits wherever `path` does)."""
+    return path.with_name(f".{short_stem(path.name)}.{os.getpid()}-{secrets.token_hex(4)}.partial")
 
 
 def stale_temps(path: Path) -> list[Path]:
     """Temporary files and folders of `path` and of its sidecar left by earlier runs (e.g. after kill -9)."""
     if not path.parent.is_dir():
         return []
-    names = "|".join(re.escape(p.name) for p in (path, sidecar_path(path)))
+    names = "|".join(re.escape(short_stem(p.name)) for p in (path, sidecar_path(path)))
     pattern = re.compile(rf"\.({names})\.\d+-[0-9a-f]{{8}}\.partial")
     return sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name))
 
@@ -112,6 +72,22 @@ def _temp_folder_beside(path: Path) -> Path:
     return temp
 
 
+class WriteError(OSError):
+    """An output that could not be written (a full disk, a read-only folder); the message names the file."""
+
+
+@contextmanager
+def writing(path: Path):
+    """Turn a file system error while writing `path` into a WriteError naming `path` (not a temporary name)."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise WriteError(f"{path}: cannot be written ({reason}); nothing of it is kept") from None
+
+
 class TableWriter:
     """Streams row chunks into a temporary file; `commit` renames it into place, `abort` removes it."""
 
@@ -123,16 +99,26 @@ class TableWriter:
         self.rows = 0
         self._parquet = None
         self._abaw: dict[int, dict[str, np.ndarray]] = {}
-        self._temp = None if fmt == "abaw" else _temp_beside(self.path)
-        if fmt == "csv":
-            import pandas as pd  # imported when first needed: it adds ~0.3 s to every start-up
+        self._temp = None
+        with writing(self.path):
+            self._temp = None if fmt == "abaw" else _temp_beside(self.path)
+            if fmt == "csv":
+                import pandas as pd  # imported when first needed: it adds ~0.3 s to every start-up
 
-            pd.DataFrame(columns=schema.columns).to_csv(self._temp, index=False)
+                try:
+                    pd.DataFrame(columns=schema.columns).to_csv(self._temp, index=False)
+                except BaseException:
+                    self.abort()
+                    raise
 
     def write(self, rows: list[dict]) -> None:
-        """Append rows (dicts keyed by column; missing keys are empty cells)."""
+        """Append rows (dicts keyed by column; missing keys are empty cells); WriteError when the disk is full."""
         if not rows:
             return
+        with writing(self.path):
+            self._write(rows)
+
+    def _write(self, rows: list[dict]) -> None:
         import pandas as pd
 
         df = pd.DataFrame.from_records(rows, columns=self.schema.columns)
@@ -198,18 +184,50 @@ class TableWriter:
                 (folder / "VA_Set").mkdir(exist_ok=True)
                 (folder / "VA_Set" / f"{stem}.txt").write_text("\n".join(["valence,arousal", *lines]) + "\n")
 
+    def set_person_ids(self, persons: dict[int, int]) -> None:
+        """Fill the person_id column from face_id (known only once the video is done), before `commit`.
+
+        The temporary table is rewritten into a second temporary file: CSV line by line (the other cells
+        keep their exact text), Parquet batch by batch. ABAW files have no person column."""
+        if self.fmt == "abaw" or self.rows == 0:
+            return
+        from fer_annotate.outputs.persons import fill_csv, fill_parquet
+
+        target = _temp_beside(self.path)
+        try:
+            if self.fmt == "csv":
+                fill_csv(self._temp, target, persons)
+            else:
+                self._parquet.close()
+                self._parquet = None
+                fill_parquet(self._temp, target, persons)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        self._temp.unlink(missing_ok=True)
+        self._temp = target
+
     def commit(self) -> None:
-        """Move the finished output into place."""
+        """Move the finished output into place; WriteError (and nothing left behind) when it cannot be written."""
+        with writing(self.path):
+            self._commit()
+
+    def _commit(self) -> None:
         if self.fmt == "abaw":
             staging = _temp_folder_beside(self.path)
-            self._write_abaw(staging)
+            try:
+                self._write_abaw(staging)
+            except BaseException:
+                _remove_tree(staging)
+                raise
             if self.path.exists():
                 _remove_tree(self.path)
             os.replace(staging, self.path)
             return
         if self._parquet is not None:
             self._parquet.close()
-        elif self.fmt == "parquet":
+            self._parquet = None
+        elif self.fmt == "parquet" and self.rows == 0:
             import pandas as pd
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -221,9 +239,13 @@ class TableWriter:
     def abort(self) -> None:
         """Remove the temporary output of a failed run."""
         if self._parquet is not None:
-            self._parquet.close()
-        if self._temp is not None and self._temp.exists():
-            self._temp.unlink()
+            try:
+                self._parquet.close()
+            except OSError:  # the disk is full: the file goes anyway
+                pass
+            self._parquet = None
+        if self._temp is not None:
+            self._temp.unlink(missing_ok=True)
 
 
 def _remove_tree(path: Path) -> None:
@@ -240,9 +262,14 @@ def sidecar_path(output: Path) -> Path:
 def write_sidecar(output: Path, meta: dict) -> None:
     """Write the sidecar atomically; it is written last and marks the output as complete."""
     path = sidecar_path(output)
-    temp = _temp_beside(path)
-    temp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
-    os.replace(temp, path)
+    with writing(path):
+        temp = _temp_beside(path)
+        try:
+            temp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
+            os.replace(temp, path)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
 
 
 HEAD_BYTES = 1 << 20

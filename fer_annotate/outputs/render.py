@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
+from fer_annotate.outputs.names import short_stem
+from fer_annotate.outputs.source import source_mismatch
 from fer_annotate.outputs.table import TableError, au_names, expression_names, load_table, read_sidecar
 
 # tab10: distinct, readable on video
@@ -231,7 +233,8 @@ def _fade(panel: Image.Image) -> Image.Image:
 
 
 def check_belongs(video: Path, table: Path, meta: dict) -> None:
-    """The table's sidecar must describe this video (frame count and size); raises RenderError."""
+    """The table's sidecar must describe this video (its recorded source, frame count and size); raises
+    RenderError."""
     from fer_annotate.media.still import is_image
     from fer_annotate.media.video import Video
 
@@ -246,6 +249,9 @@ def check_belongs(video: Path, table: Path, meta: dict) -> None:
             f"{table}: annotates {recorded.get('path', 'another video')} ({theirs[0]} frames, {theirs[1]}x"
             f"{theirs[2]}), not {video} ({ours[0]} frames, {ours[1]}x{ours[2]})"
         )
+    mismatch = source_mismatch(video, table, meta)
+    if mismatch:
+        raise RenderError(mismatch)
 
 
 def render_overlay(video: str | Path, table: str | Path, output: str | Path,
@@ -269,7 +275,8 @@ def render_overlay(video: str | Path, table: str | Path, output: str | Path,
         raise RenderError(str(exc)) from None
     total = int(meta["video"]["n_frames"])
     output.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial" + output.suffix, dir=output.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{short_stem(output.name)}.", suffix=".partial" + output.suffix,
+                                dir=output.parent)  # short_stem: the temporary name fits wherever `output` does
     os.close(fd)
     temp = Path(name)
     os.chmod(temp, 0o644)  # mkstemp makes it private; the overlay is an ordinary output file

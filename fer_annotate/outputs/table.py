@@ -14,7 +14,7 @@ import pandas as pd
 from fer_annotate.outputs.output import sidecar_path
 
 CATEGORY_COLUMNS = ("video", "status", "expression")
-INTEGER_COLUMNS = ("frame", "face_id")
+INTEGER_COLUMNS = ("frame", "face_id", "person_id")
 TABLE_SUFFIXES = (".csv", ".parquet")
 STATUSES = ("ok", "no_face")
 
@@ -103,10 +103,23 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a complete output (CSV or Parquet) with its dtypes; the sidecar's metadata goes in `df.attrs`.
 
-    Refuses (TableError, one line naming the file) an output whose sidecar is missing or not complete.
+    Refuses (TableError, one line naming the file) an output whose sidecar is missing or not complete, or
+    whose rows are not as many as the sidecar records.
     """
     path = Path(path)
     meta = read_sidecar(path)
     df = load_table(path)
+    check_rows(path, df, meta)
     df.attrs.update(meta)
     return df
+
+
+def check_rows(path: Path, df: pd.DataFrame, meta: dict) -> None:
+    """A table must hold the rows its sidecar records: fewer (cut short by a copy, an editor, a full disk)
+    or more is not the result the sidecar describes (TableError, naming the file)."""
+    frames = meta.get("frames")
+    recorded = frames.get("rows") if isinstance(frames, dict) else None
+    if isinstance(recorded, int) and not isinstance(recorded, bool) and len(df) != recorded:
+        kind = "truncated" if len(df) < recorded else "has rows added"
+        raise TableError(f"{path}: {len(df)} rows, but its sidecar {sidecar_path(path).name} records {recorded}: "
+                         f"the table is {kind} (rerun the annotation with --overwrite)")

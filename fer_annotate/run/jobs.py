@@ -1,13 +1,16 @@
 """Run many videos: expand files and folders, map outputs, skip finished ones, isolate failures."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fer_annotate.media.video import VideoError, find_videos
-from fer_annotate.outputs.output import is_complete, output_suffix
+from fer_annotate.outputs.names import OutputNameError, check_names
+from fer_annotate.outputs.output import WriteError, output_suffix
 from fer_annotate.run.lock import Locked, OutputLock
+from fer_annotate.run.own_outputs import drop_own_outputs
 from fer_annotate.run.pipeline import Annotator, RunSummary
+from fer_annotate.run.resume import examine
 
 
 @dataclass
@@ -89,14 +92,15 @@ def output_name(video: Path, fmt: str) -> str:
     return video.name + output_suffix(fmt)
 
 
-def plan_jobs(inputs: list[Path], output: Path, fmt: str) -> list[Job]:
+def plan_jobs(inputs: list[Path], output: Path, fmt: str, own: Sequence[Path | None] = ()) -> list[Job]:
     """Map input files and folders (searched recursively) to outputs; each output depends on its input alone.
 
     One video file and -o with a suffix: that file. One video and `--format abaw`: -o is its ABAW folder.
     Otherwise -o is a folder: a video found in a folder input goes to OUT/<path relative to that folder>
     (`output_name`), a video file given by itself to OUT/<output_name>. Two inputs that would still share
     an output (same-named files from different folders) are an error, never renamed by order. A missing
-    input is kept, so that it is reported as a failed video.
+    input is kept, so that it is reported as a failed video. Inside a folder, the run's own folders (-o and
+    `own`: overlays, crops) and files named as our outputs are never inputs (see own_outputs).
     """
     if _file_output(inputs, output, fmt) or (fmt == "abaw" and len(inputs) == 1 and not inputs[0].is_dir()):
         return [Job(inputs[0], output)]
@@ -107,7 +111,7 @@ def plan_jobs(inputs: list[Path], output: Path, fmt: str) -> list[Job]:
     jobs: list[Job] = []
     for item in inputs:
         if item.is_dir():
-            for video in find_videos(item):
+            for video in drop_own_outputs(find_videos(item), item, [output, *own]):
                 rel = video.relative_to(item)
                 jobs.append(Job(video, output / rel.parent / output_name(video, fmt)))
         else:
@@ -127,7 +131,18 @@ def _one_line(video: Path, exc: Exception) -> str:
     return f"{video}: {type(exc).__name__}: {text.splitlines()[0] if text else 'no message'}"
 
 
+ONE_LINE_ERRORS = (VideoError, OutputNameError, WriteError)  # their message names the file and the problem
 SKIP_COMPLETE = "skipped (complete output of this video exists; --overwrite to redo)"
+
+
+def _existing(job: Job, settings: dict) -> JobResult | None:
+    """The result for a video whose output is kept (complete) or refused (other settings, not ours);
+    None when the run may (re)write it."""
+    found = examine(job.output, job.video, settings)
+    if found.state == "complete":
+        return JobResult(job, "skipped", SKIP_COMPLETE)
+    refusal = found.refusal(job.output)
+    return JobResult(job, "failed", refusal) if refusal else None
 
 
 def run_job(
@@ -137,19 +152,26 @@ def run_job(
     on_frames: Callable[[int, int], None] | None = None,
     arguments: dict | None = None,
 ) -> JobResult:
-    """Annotate one video unless its complete output exists or another run holds its lock; never raises
+    """Annotate one video unless its complete output (same video, same settings) exists or another run holds
+    its lock; an output made with other settings or not by us is refused unless `overwrite`. Never raises
     for a bad video (the unit of work of a folder run, also callable from a worker process)."""
-    if not overwrite and is_complete(job.output, job.video):
-        return JobResult(job, "skipped", SKIP_COMPLETE)
+    settings = annotator.settings()
     try:
+        check_names(job.output)
+        if not overwrite:
+            before = _existing(job, settings)
+            if before is not None:
+                return before
         with OutputLock(job.output):
-            if not overwrite and is_complete(job.output, job.video):  # another run finished it meanwhile
-                return JobResult(job, "skipped", SKIP_COMPLETE)
+            if not overwrite:  # another run may have finished it meanwhile
+                before = _existing(job, settings)
+                if before is not None:
+                    return before
             summary = annotator.run(job.video, job.output, on_frames=on_frames, arguments=arguments)
     except Locked as exc:
         return JobResult(job, "skipped", f"skipped ({exc})")
     except Exception as exc:  # one video's failure, whatever it is, must not stop the others
-        message = str(exc) if isinstance(exc, VideoError) else _one_line(job.video, exc)
+        message = str(exc) if isinstance(exc, ONE_LINE_ERRORS) else _one_line(job.video, exc)
         return JobResult(job, "failed", message)
     fps = summary.frames_sampled / max(summary.seconds, 1e-9)
     message = f"{summary.rows} rows, {summary.face_ids} face id(s), {fps:.1f} frames/s -> {job.output}"

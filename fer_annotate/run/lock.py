@@ -10,12 +10,13 @@ import os
 import socket
 from pathlib import Path
 
+from fer_annotate.outputs.names import short_stem
 from fer_annotate.outputs.output import remove_path, stale_temps
 
 
 def lock_path(output: Path) -> Path:
-    """Where the lock of an output lives."""
-    return output.with_name(f".{output.name}.lock")
+    """Where the lock of an output lives (`.NAME.lock`, NAME shortened when long: names.short_stem)."""
+    return output.with_name(f".{short_stem(output.name)}.lock")
 
 
 class Locked(Exception):

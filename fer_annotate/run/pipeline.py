@@ -22,14 +22,26 @@ import torch
 
 from fer_annotate import __version__
 from fer_annotate.faces.align import face_transforms, warp_crops
+from fer_annotate.faces.cuts import CutConfig
 from fer_annotate.faces.detect import CONFIRM_SCORE, Detections, DetectorConfig, FaceDetector, resolve_detector
 from fer_annotate.faces.geometry import GeometryConfig, GeometryStage
+from fer_annotate.faces.reid import PersonConfig, PersonLinker, load_embedder
 from fer_annotate.faces.sparse import FrameFinder, SparseConfig
 from fer_annotate.faces.track import Tracker, TrackerConfig
 from fer_annotate.media.video import Sampling, Video, VideoError
 from fer_annotate.models.bundle import InputSpec
 from fer_annotate.models.model import ModelStage, crop_template
-from fer_annotate.outputs.output import TableSchema, TableWriter, sidecar_path, source_record, write_sidecar
+from fer_annotate.outputs.output import (
+    TableSchema,
+    TableWriter,
+    remove_path,
+    sidecar_path,
+    source_record,
+    write_sidecar,
+    writing,
+)
+from fer_annotate.run.settings import SIDECAR_KEY as SETTINGS_KEY
+from fer_annotate.run.settings import content_settings
 from fer_annotate.run.threads import DECODE_THREADS
 
 WRITE_EVERY = 256
@@ -55,6 +67,8 @@ class AnnotateConfig:
     decode_threads: int = DECODE_THREADS
     sparse: SparseConfig = field(default_factory=SparseConfig)
     geometry: GeometryConfig | None = None  # None: no geometry stage
+    shots: CutConfig = field(default_factory=CutConfig)
+    persons: PersonConfig = field(default_factory=PersonConfig)
 
 
 @dataclass
@@ -71,6 +85,8 @@ class RunSummary:
     seconds: float
     stage_seconds: dict[str, float]
     frames_detected: int = 0
+    shots: dict = field(default_factory=dict)  # shot cuts: how many, at which video frames
+    persons: dict = field(default_factory=dict)  # how person_id was formed
 
 
 @dataclass
@@ -83,6 +99,7 @@ class _Frame:
     results: list[dict]
     crops: torch.Tensor | None
     geometry: list[dict] = field(default_factory=list)  # per detection: pose/blendshape/landmark cells
+    image: np.ndarray | None = None  # the RGB frame, kept while persons are being embedded
 
 
 def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
@@ -177,6 +194,7 @@ class Annotator:
         self.geometry = GeometryStage(config.geometry) if config.geometry is not None else None
         if self.geometry is not None and model is not None:
             model.geometry_columns = False  # the landmarker's measurements take the bs_*/pose_* columns
+        self.embedder, self.reid_reason = load_embedder(config.persons)
 
     def detector_for(self, still: bool) -> FaceDetector:
         """The detector for a video or a still image (they differ with "auto"), built on first use."""
@@ -206,12 +224,10 @@ class Annotator:
                 f"{video_path}: no frames in the selected time window "
                 f"(the video's frames span {video.times[0]:.3f}-{video.times[-1]:.3f} s)"
             )
-        side = sidecar_path(output)
-        if side.exists():
-            side.unlink()
         writer = TableWriter(output, self.schema(), self.config.fmt, Path(video_path).stem, video.info.n_frames)
         try:
             stats = self._annotate(video, indices, writer, on_frames)
+            sidecar_path(output).unlink(missing_ok=True)  # the old output stays whole until the new one is done
             writer.commit()
         except BaseException:
             writer.abort()
@@ -228,15 +244,26 @@ class Annotator:
             seconds=seconds,
             stage_seconds=stats["stages"],
             frames_detected=stats["frames_detected"],
+            shots=stats["shots"],
+            persons=stats["persons"],
         )
-        meta = self._metadata(video, source, summary, arguments)
-        if self.config.fmt != "abaw":
-            from fer_annotate.outputs.summary import summarize  # pandas: imported once rows are written
-            from fer_annotate.outputs.table import load_table
+        try:
+            meta = self._metadata(video, source, summary, arguments)
+            if self.config.fmt != "abaw":
+                from fer_annotate.outputs.summary import summarize  # pandas: imported once rows are written
+                from fer_annotate.outputs.table import load_table
 
-            meta["summary"] = summarize(load_table(output))
-        write_sidecar(output, meta)
+                meta["summary"] = summarize(load_table(output))
+            write_sidecar(output, meta)
+        except BaseException:
+            remove_path(output)  # a table without its sidecar would be a result nobody can trust
+            raise
         return summary
+
+    def settings(self) -> dict:
+        """The settings that decide this annotator's tables (the sidecar's `settings`; see run.settings)."""
+        sha = self.geometry.sha256 if self.geometry is not None else None
+        return content_settings(self.config, self.model, sha)
 
     def rows(self, path: Path) -> list[dict]:
         """Annotate one input (a photo of a set) and return its rows instead of writing a table."""
@@ -257,11 +284,14 @@ class Annotator:
             "versions": _versions(),
             "arguments": arguments or {},
             "config": json.loads(json.dumps(asdict(cfg), default=str)),
+            SETTINGS_KEY: self.settings(),
             "detector": resolve_detector(cfg.detector.name, video.still),
             "device": cfg.device,
             "torch_threads": torch.get_num_threads(),
             "model": self.model.describe() if self.model is not None else None,
             "geometry": self.geometry.describe() if self.geometry is not None else None,
+            "shots": summary.shots,
+            "persons": summary.persons,
             "columns": self.schema().columns,
             "video": asdict(video.info),
             "frames": {
@@ -296,8 +326,10 @@ class Annotator:
         if self.geometry is not None:
             stages["geometry"] = 0.0
         pending: dict[int, _Frame] = {}
-        emitter = _Emitter(Path(video.path).stem, self.model, writer, stages)
-        finder = FrameFinder(detector, cfg.sparse)
+        linker = PersonLinker(cfg.persons, self.embedder, self.reid_reason)
+        emitter = _Emitter(Path(video.path).stem, self.model, writer, stages, linker)
+        finder = FrameFinder(detector, cfg.sparse, cfg.shots)
+        cuts: list[int] = []
         done = 0
         tic = time.perf_counter()
         batch_size = frames_per_batch(cfg.batch_size, cfg.max_frame_bytes, video.info.width, video.info.height)
@@ -309,6 +341,7 @@ class Annotator:
                 frames = frames.pin_memory().to(cfg.device, non_blocking=True)
             first = tracker.position + 1
             found = finder(frames, batch.times, tracker)
+            cuts += batch.indices[finder.cuts].tolist() if cfg.shots.cuts else []
             stages["detect"] += time.perf_counter() - tic
             results, crops = self._faces(frames, found, stages)
             tic = time.perf_counter()
@@ -317,8 +350,9 @@ class Annotator:
                 stages["geometry"] += time.perf_counter() - tic
             tic = time.perf_counter()
             for j, dets in enumerate(found):
+                image = batch.frames[j] if self.embedder is not None else None
                 pending[first + j] = _Frame(int(batch.indices[j]), float(batch.times[j]), dets, results[j], crops[j],
-                                            geometry[j])
+                                            geometry[j], image)
             for fpos, ids in tracker.finalize():
                 emitter.emit(pending.pop(fpos), ids, self._save_crop)
             stages["track"] += time.perf_counter() - tic
@@ -330,8 +364,14 @@ class Annotator:
         for fpos, ids in tracker.finalize(flush=True):
             emitter.emit(pending.pop(fpos), ids, self._save_crop)
         emitter.close()
+        tic = time.perf_counter()
+        persons = linker.persons()
+        writer.set_person_ids(persons)
+        stages["persons"] = linker.seconds + time.perf_counter() - tic
+        stages["track"] -= linker.seconds  # embeddings are made while rows are emitted
+        shots = {"cut_detection": cfg.shots.cuts, "cuts": len(cuts), "cut_frames": cuts}
         return {"frames_with_face": emitter.frames_with_face, "face_ids": tracker.next_id, "stages": stages,
-                "frames_detected": finder.detected}
+                "frames_detected": finder.detected, "shots": shots, "persons": linker.describe(persons)}
 
     def _faces(
         self, frames: torch.Tensor, found: list[Detections], stages: dict[str, float]
@@ -369,7 +409,13 @@ class Annotator:
         folder = Path(self.config.save_crops) / video_stem
         folder.mkdir(parents=True, exist_ok=True)
         pixels = frame.crops[det].permute(1, 2, 0).cpu().numpy()
-        Image.fromarray(pixels).save(folder / f"{frame.index:06d}_face{face_id}.png")
+        target = folder / f"{frame.index:06d}_face{face_id}.png"
+        with writing(target):
+            try:
+                Image.fromarray(pixels).save(target)
+            except BaseException:
+                target.unlink(missing_ok=True)  # never a truncated crop
+                raise
 
 
 class _Rows:
@@ -385,8 +431,10 @@ class _Rows:
 class _Emitter:
     """Turns settled frames into rows: per-face temporal filters, then frame order, then the writer."""
 
-    def __init__(self, video: str, model: ModelStage | None, writer: TableWriter, stages: dict[str, float]):
+    def __init__(self, video: str, model: ModelStage | None, writer: TableWriter, stages: dict[str, float],
+                 linker: PersonLinker):
         self.video, self.model, self.writer, self.stages = video, model, writer, stages
+        self.linker = linker
         self.frames_with_face = 0
         self.order: dict[int, list] = {}
         self.next_frame: deque[int] = deque()
@@ -420,6 +468,7 @@ class _Emitter:
             }
             if frame.crops is not None and save_crop is not None:
                 save_crop(self.video, frame, det, face_id)
+            self.linker.observe(face_id, frame.index, frame.time_s, frame.image, box)
             self._push(face_id, frame, row, frame.results[det])
         self._stale(frame.time_s)
 
