@@ -427,6 +427,12 @@ class _Rows:
     def write(self, rows: list[dict]) -> None:
         self.rows.extend(rows)
 
+    def set_person_ids(self, persons: dict[int, int]) -> None:
+        """person_id from face_id, as `TableWriter.set_person_ids` fills it."""
+        for row in self.rows:
+            if row.get("face_id") is not None:
+                row["person_id"] = persons.get(row["face_id"], row["face_id"])
+
 
 class _Emitter:
     """Turns settled frames into rows: per-face temporal filters, then frame order, then the writer."""
