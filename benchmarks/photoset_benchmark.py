@@ -77,6 +77,7 @@ def main() -> None:
         table = Path(tmp) / "faces.csv"
         cli = [str(args.folder), "-o", str(table), *(["--threads", str(args.threads)] if args.threads else []),
                *args.extra]
+        done = 0
         if args.stop_after:
             rc, seconds, _ = run_cli(cli, args.stop_after)
             parts = Path(tmp) / f".{table.name}.parts"
@@ -86,8 +87,10 @@ def main() -> None:
         rc, seconds, err = run_cli(cli)
         meta = json.loads((Path(tmp) / "faces.csv.json").read_text())
         print(err.strip().splitlines()[-1])
-        print(f"images {meta['images']}, rows {meta['rows']}, failed {len(meta['failed'])}, {seconds:.1f} s "
-              f"(process start and model load included), {meta['images'] / seconds:.1f} photos/s; exit {rc}")
+        annotated = meta["images"] - done
+        print(f"images {meta['images']} ({annotated} annotated by this run), rows {meta['rows']}, failed "
+              f"{len(meta['failed'])}, {seconds:.1f} s (process start and model load included), "
+              f"{annotated / seconds:.1f} photos/s; exit {rc}")
         print(f"load average: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
 
 

@@ -362,10 +362,11 @@ def annotate_photos(spec: WorkerSpec, folder: str | Path, output: str | Path, *,
                     on_images: Callable[[int, int], None] | None = None,
                     arguments: dict | None = None) -> "PhotoSetReport":
     """A folder of photos into one table `output` (.csv or .parquet; `path` column relative to the folder),
-    resuming an unfinished run (see `run.photoset`); on_images(done, total) reports progress."""
+    resuming an unfinished run (see `run.photoset`); on_images(done, total) reports progress. Photos are
+    single frames: no temporal filter (so no unsmoothed `_raw` columns either)."""
     from fer_annotate.run.photoset import PhotoSet
 
-    engine = build_annotator(spec, spec.config.device)
+    engine = build_annotator(dataclasses.replace(spec, smooth="none"), spec.config.device)
     return PhotoSet(engine, Path(folder), Path(output), spec.config.fmt).run(overwrite, on_images, arguments)
 
 

@@ -92,6 +92,18 @@ def test_smiles_and_expression_episodes():
     assert kind(happiness_only, "smile").iloc[0]["source"] == "expr_happiness"
 
 
+def test_each_face_has_its_own_events_and_baseline():
+    one = make_table(blink={30: 0.5, 31: 0.5})
+    two = make_table(baseline=0.45, blink={90: 0.62}, absent=tuple(range(0, 20)))
+    two = two[two["status"] == "ok"].assign(face_id=1)
+    df = pd.concat([one, two], ignore_index=True).sort_values(["frame", "face_id"])
+    df["status"] = df["status"].astype("category")
+    blinks = kind(find_events(df), "blink")
+    assert list(blinks["face_id"]) == [0, 1] and list(blinks["start_frame"]) == [30, 90]
+    second = blinks.iloc[1]
+    assert second["end_frame"] == 90 and second["peak"] == pytest.approx(0.62), "a rise of 0.17 over its own 0.45"
+
+
 def test_missing_columns_are_reported_not_guessed():
     df = make_table().drop(columns=["bs_eyeBlinkLeft", "bs_eyeBlinkRight"])
     assert kind(find_events(df), "blink").empty

@@ -39,6 +39,7 @@ def test_cli_one_table_for_the_folder(folder: Path, tmp_path: Path):
     assert result.exit_code == 0, result.describe()
     df = pd.read_csv(out)
     assert list(df.columns[:3]) == ["path", "video", "frame"]
+    assert not [c for c in df.columns if c.endswith("_raw")], "one frame per photo: nothing smoothed"
     assert set(df["path"]) == set(PHOTOS), "one or more rows per image, paths relative to the folder"
     faces = df[df["status"] == "ok"].groupby("path").size().reindex(list(PHOTOS), fill_value=0)
     assert (faces >= pd.Series(PHOTOS) - 1).all() and faces["fa_grass.jpg"] == 0
@@ -94,3 +95,25 @@ def test_cli_refuses_videos_and_spreading(shared_dir: Path, tmp_path: Path):
     result = invoke([videos, "-o", tmp_path / "faces.csv", "--workers", "2"])
     assert result.exit_code == 2 and "one process" in result.output, result.describe()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["videos"]
+
+
+def test_existing_outputs_kept_redone_or_refused(folder: Path, annotator, tmp_path: Path, torch_home: Path):
+    theirs = tmp_path / "theirs.csv"
+    theirs.write_text("keep me\n")
+    with pytest.raises(PhotoSetError, match="not ours"):
+        PhotoSet(annotator, folder, theirs, "csv").run()
+    assert theirs.read_text() == "keep me\n"
+
+    photos = tmp_path / "photos"
+    shutil.copytree(folder, photos)
+    out = tmp_path / "faces.csv"
+    PhotoSet(annotator, photos, out, "csv").run()
+    assert PhotoSet(annotator, photos, out, "csv").run().skipped
+    other = build_annotator(worker_spec(build_config(detector="blazeface-back", score_threshold=0.7),
+                                        "ferplus-distilled"), "cpu")
+    with pytest.raises(PhotoSetError, match="other settings: score-threshold"):
+        PhotoSet(other, photos, out, "csv").run()
+    (photos / "fa_grass.jpg").unlink()  # the set changed: the table is redone for the images there now
+    report = PhotoSet(annotator, photos, out, "csv").run()
+    assert not report.skipped and report.images == len(PHOTOS) - 1
+    assert "fa_grass.jpg" not in set(pd.read_csv(out)["path"])

@@ -90,10 +90,10 @@ def events(tables: tuple[Path, ...], output: Path, formats: tuple[str, ...], kin
         jobs = plan_events(paths, output, list(formats))
     except EventExportError as exc:
         raise click.UsageError(visible(str(exc))) from None
-    failed = 0
+    failed, cache = 0, {}
     for job in jobs:
         try:
-            result = run_event_job(job, rules)
+            result = run_event_job(job, rules, cache)
         except (TableError, OSError) as exc:
             console.print(f"[red]error:[/] {shown(exc)}", highlight=False)
             failed += 1

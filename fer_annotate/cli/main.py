@@ -59,6 +59,7 @@ def main() -> None:
 
     \b
       fer-annotate VIDEO_OR_FOLDER... -o OUT      (see: fer-annotate annotate --help)
+      fer-annotate PHOTO_FOLDER -o faces.csv      (one table for a folder of photos)
       fer-annotate render VIDEO TABLE -o overlay.mp4
       fer-annotate plot TABLE -o figure.png|.svg|.pdf
       fer-annotate summary TABLE_OR_FOLDER... [--json]

@@ -39,7 +39,7 @@ def annotate_photo_set(folder: Path, output: Path, weights: str | None, smooth: 
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     try:
         spec = worker_spec(config, weights, smooth, threads)
-        describe(spec.bundle, smooth, spec.note)
+        describe(spec.bundle, "none", spec.note)  # one frame per photo: nothing to smooth
         with Progress(*columns, console=console, transient=True) as progress:
             task = progress.add_task(shown(folder.name or str(folder)), total=None)
             report = annotate_photos(spec, folder, output, overwrite=overwrite, arguments=arguments,

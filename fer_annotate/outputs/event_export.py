@@ -12,7 +12,7 @@ import pandas as pd
 
 from fer_annotate.outputs.event_formats import EVENT_FORMATS, SUFFIXES, format_of, write_events
 from fer_annotate.outputs.events import EventRules, find_events, missing
-from fer_annotate.outputs.table import TABLE_SUFFIXES, read_table
+from fer_annotate.outputs.table import TABLE_SUFFIXES, TableError, read_table
 
 
 class EventExportError(Exception):
@@ -95,17 +95,26 @@ def _media(meta: dict) -> tuple[str | None, dict]:
     return source.get("path"), {k: info[k] for k in ("duration_s", "avg_fps") if k in info}
 
 
-def run_event_job(job: EventJob, rules: EventRules) -> EventResult:
-    """Read the job's tables (TableError for a bad one), find their events, write the output atomically."""
+def run_event_job(job: EventJob, rules: EventRules, cache: dict | None = None) -> EventResult:
+    """Read the job's tables (TableError for a bad one), find their events, write the output atomically.
+
+    `cache` (a dict kept across the jobs of a run) keeps each table's events for its other formats.
+    """
+    cache = {} if cache is None else cache
     result = EventResult(job)
     frames, inputs = [], []
     media, info = None, {}
     for table in job.tables:
-        df = read_table(table)
-        for kind, why in missing(list(df.columns), rules).items():
+        if table not in cache:
+            cache.clear()  # the jobs of one table follow each other: keep one table's events at a time
+            df = read_table(table)
+            if "path" in df.columns:
+                raise TableError(f"{table}: a table of photos (one frame per image) has no events over time")
+            cache[table] = (find_events(df, rules), missing(list(df.columns), rules), _media(df.attrs))
+        events, why_not, (media, info) = cache[table]
+        for kind, why in why_not.items():
             result.skipped.setdefault(kind, f"{table}: {why}")
-        frames.append(find_events(df, rules))
-        media, info = _media(df.attrs)
+        frames.append(events)
         inputs.append({"table": str(table), "video": media})
     events = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     result.counts = {kind: int((events["kind"] == kind).sum()) for kind in rules.kinds}

@@ -7,6 +7,10 @@ its manifest, which marks it done); a run stopped midway continues where it stop
 then its sidecar appear only when every image is done, so nothing partial ever looks complete. Parts
 made with other settings are discarded. An image that cannot be read is listed in the sidecar (`failed`)
 and the others go on.
+
+An existing output is treated as a video's (`run.resume`): the complete table of these images with these
+settings is kept; ours but of other images is redone; ours with other settings, or a file that is not
+ours, is refused unless `overwrite`. Face crops (`--save-crops`) inside the folder are never inputs.
 """
 
 import hashlib
@@ -21,7 +25,10 @@ from fer_annotate.media.still import is_image
 from fer_annotate.media.video import find_videos
 from fer_annotate.outputs.output import sidecar_path, temp_name, write_sidecar
 from fer_annotate.run.lock import OutputLock
+from fer_annotate.run.own_outputs import drop_own_outputs
 from fer_annotate.run.pipeline import Annotator
+from fer_annotate.run.resume import TOOL
+from fer_annotate.run.settings import SIDECAR_KEY, differing
 
 PART_IMAGES = 128
 TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet"}
@@ -58,13 +65,14 @@ def photo_format(output: Path, fmt: str | None) -> str:
     return implied
 
 
-def find_photos(folder: Path) -> list[Path]:
-    """The images under `folder` (recursively, sorted); a video there is an error."""
-    media = find_videos(folder)
+def find_photos(folder: Path, crops: Path | None = None) -> list[Path]:
+    """The images under `folder` (recursively, sorted; our face crops and `crops` left out); a video there
+    is an error."""
+    media = drop_own_outputs(find_videos(folder), folder, [crops])
     videos = [p for p in media if not is_image(p)]
     if videos:
-        raise PhotoSetError(f"{folder}: a photo set's table holds still images, but {videos[0]} is a video "
-                            f"({len(videos)} videos); give an output folder to annotate videos")
+        raise PhotoSetError(f"one table for a folder holds photos, but {videos[0]} is a video ({len(videos)} "
+                            f"in {folder}); give an output folder to annotate videos")
     if not media:
         raise PhotoSetError(f"{folder}: no images found")
     return media
@@ -84,25 +92,22 @@ def parts_dir(output: Path) -> Path:
     return output.with_name(f".{output.name}.parts")
 
 
-def is_complete_set(output: Path, source: dict) -> bool:
-    """Whether `output` is the finished table of this very set of images."""
-    side = sidecar_path(output)
-    if not output.is_file() or not side.is_file():
-        return False
+def existing(output: Path, source: dict, settings: dict) -> str:
+    """What is at `output` before a run: `absent`, `complete` (these images, these settings: keep), `stale`
+    (ours, of other images: redo), or the one-line reason to leave it alone."""
+    if not output.exists() and not output.is_symlink():
+        return "absent"
     try:
-        meta = json.loads(side.read_text())
+        meta = json.loads(sidecar_path(output).read_text())
     except (OSError, ValueError):
-        return False
-    return bool(meta.get("complete")) and meta.get("source") == source
-
-
-def _settings(annotator: Annotator, columns: list[str]) -> dict:
-    """What must match for earlier parts to be reused: the config, the model and the columns."""
-    from dataclasses import asdict
-
-    model = annotator.model.describe() if annotator.model is not None else None
-    return json.loads(json.dumps({"config": asdict(annotator.config), "model": model, "columns": columns},
-                                 default=str))
+        meta = None
+    if not isinstance(meta, dict) or meta.get("tool") != TOOL or meta.get("complete") is not True:
+        return (f"{output}: exists without a complete fer-annotate sidecar ({sidecar_path(output).name}), so it "
+                "is not ours or was left by an interrupted run; --overwrite to replace it")
+    if meta.get("source") != source:
+        return "stale"
+    differ = differing(meta.get(SIDECAR_KEY), settings)
+    return f"{output}: exists with other settings: {', '.join(differ)}; --overwrite to redo" if differ else "complete"
 
 
 def _atomic_text(path: Path, text: str) -> None:
@@ -122,12 +127,15 @@ class PhotoSet:
     def run(self, overwrite: bool = False, on_images: Callable[[int, int], None] | None = None,
             arguments: dict | None = None) -> PhotoSetReport:
         """Annotate the images not yet done, then assemble the table and its sidecar."""
-        photos = find_photos(self.folder)
+        photos = find_photos(self.folder, self.annotator.config.save_crops)
         source = listing(self.folder, photos)
         report = PhotoSetReport(self.output, images=len(photos))
-        if not overwrite and is_complete_set(self.output, source):
+        found = existing(self.output, source, self.annotator.settings())
+        if not overwrite and found == "complete":
             report.skipped = True
             return report
+        if not overwrite and found not in ("absent", "stale"):
+            raise PhotoSetError(found)
         with OutputLock(self.output):
             sidecar_path(self.output).unlink(missing_ok=True)
             done = self._done_parts(overwrite)
@@ -146,7 +154,7 @@ class PhotoSet:
 
     def _done_parts(self, overwrite: bool) -> list[dict]:
         """Manifests of the finished parts made with these settings (others are discarded)."""
-        settings = _settings(self.annotator, self.columns)
+        settings = {**self.annotator.settings(), "columns": self.columns}
         stamp = self.parts / "settings.json"
         if self.parts.is_dir() and (overwrite or not stamp.is_file() or json.loads(stamp.read_text()) != settings):
             shutil.rmtree(self.parts)
@@ -215,8 +223,14 @@ class PhotoSet:
         return rows
 
     def _metadata(self, source: dict, report: PhotoSetReport, arguments: dict | None) -> dict:
-        return {"complete": True, "tool": "fer-annotate", "kind": "photo set", "source": source,
-                "arguments": arguments or {}, **_settings(self.annotator, self.columns),
-                "geometry": self.annotator.geometry.describe() if self.annotator.geometry is not None else None,
-                "images": report.images, "rows": report.rows,
+        from dataclasses import asdict
+
+        annotator = self.annotator
+        return {"complete": True, "tool": TOOL, "kind": "photo set", "source": source,
+                SIDECAR_KEY: annotator.settings(), "arguments": arguments or {},
+                "config": json.loads(json.dumps(asdict(annotator.config), default=str)),
+                "model": annotator.model.describe() if annotator.model is not None else None,
+                "geometry": annotator.geometry.describe() if annotator.geometry is not None else None,
+                "columns": self.columns, "images": report.images, "rows": report.rows,
+                "frames": {"rows": report.rows},
                 "failed": [{"path": p, "error": e} for p, e in report.failed]}

@@ -269,8 +269,11 @@ class Annotator:
     def rows(self, path: Path) -> list[dict]:
         """Annotate one input (a photo of a set) and return its rows instead of writing a table."""
         video = Video(path, threads=self.config.decode_threads)
+        indices = video.select(self.config.sampling)
+        if len(indices) == 0:
+            raise VideoError(f"{path}: no frames in the selected time window")
         rows = _Rows()
-        self._annotate(video, video.select(self.config.sampling), rows, None)
+        self._annotate(video, indices, rows, None)
         return rows.rows
 
     def _metadata(self, video: Video, source: dict, summary: RunSummary, arguments: dict | None) -> dict:
