@@ -191,5 +191,4 @@ class PersonLinker:
             "tracks": len(self.tracks),
             "tracks_embedded": sum(1 for t in self.tracks.values() if t.embeddings),
             "persons": len(set(persons.values())),
-            "seconds": round(self.seconds, 3),
         }
