@@ -1,6 +1,6 @@
 """Clips with known shot boundaries, built from ../shared/fixtures (for benchmarks/cut_benchmark.py).
 
-A clip is a list of shots joined by hard cuts or by fades through black. A shot is a stretch of a
+A clip is a list of shots joined by hard cuts, fades through black or a cross-fade (dissolve). A shot is a stretch of a
 fixture video or a camera moving over a fixture still (slow pans, whip pans, fast zooms), and some
 shots carry a two-frame flash: pans, zooms and flashes are changes that are not cuts.
 Truth: each boundary is a range of frames [first, last]; a detection inside it is a hit, one frame
@@ -77,6 +77,14 @@ def join(name: str, shots: list[np.ndarray], transitions: list[str]) -> Clip:
     return Clip(name, np.concatenate(parts), boundaries)
 
 
+def dissolve(name: str, a: np.ndarray, b: np.ndarray, n: int) -> Clip:
+    """Shot a cross-fading into shot b over n frames (a boundary over the whole cross-fade)."""
+    alpha = np.linspace(0, 1, n + 2)[1:-1, None, None, None]
+    blend = a[-n:].astype(np.float32) * (1 - alpha) + b[:n].astype(np.float32) * alpha
+    frames = np.concatenate([a[:-n], np.clip(blend + 0.5, 0, 255).astype(np.uint8), b[n:]])
+    return Clip(name, frames, [(len(a) - n, len(a) - 1)])
+
+
 def clips(shared: Path) -> list[Clip]:
     """The benchmark's clips (about 1,900 frames at 640x360)."""
     v, im = shared / "fixtures" / "videos", shared / "fixtures" / "images"
@@ -106,6 +114,7 @@ def clips(shared: Path) -> list[Clip]:
                             np.concatenate([still_shot(group, 20, (0.0, 0.0, 0.9), (0.0, 0.0, 0.9)),
                                             still_shot(group, 10, (0.0, 0.0, 0.9), (0.4, 0.3, 0.3)),  # crash zoom
                                             still_shot(group, 30, (0.4, 0.3, 0.3), (0.45, 0.3, 0.3))])], ["cut"]),
+        dissolve("dissolve", video_shot(single, 0, 60), video_shot(wolf, 100, 70), 12),
         join("flashes", [flash(video_shot(wolf, 100, 80), 30), flash(video_shot(single, 0, 70), 40)], ["cut"]),
     ]
     return out

@@ -93,3 +93,18 @@ def test_fast_motion_without_overlap_is_still_followed():
     frames = [[box(50 + 40 * i, 200)] for i in range(15)]
     ids = run(frames)
     assert all(f == {0: 0} for f in ids)
+
+
+def test_a_different_face_in_the_same_place_gets_a_new_id():
+    # A missed cut: the box stays, the face changes (its thumbnail no longer correlates); one frame later.
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=256), rng.normal(size=256)
+    a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
+    tracker = Tracker(TrackerConfig(min_hits=2))
+    settled = []
+    for i in range(10):
+        look = a if i < 5 else b
+        tracker.update(np.array([box(100, 100)]), i / 25, appearance=[look + 0.05 * rng.normal(size=256) / 16])
+        settled += tracker.finalize()
+    settled += tracker.finalize(flush=True)
+    assert [ids.get(0) for _, ids in settled] == [0] * 5 + [1] * 5

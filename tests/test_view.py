@@ -138,7 +138,7 @@ def test_summary_numbers_against_the_table(annotated: dict, tmp_path: Path) -> N
     ok = df[df["status"] == "ok"]
     face = s["faces"][0]
     rows = ok[ok["face_id"] == face["face_id"]]
-    assert face["frames"] == len(rows)
+    assert face["frames"] == len(rows) and face["person_id"] == int(rows["person_id"].iloc[0])
     assert face["seconds"] == pytest.approx(len(rows) * EVERY / 30, abs=1e-3)
     assert s["seconds_sampled"] == pytest.approx(END_S, abs=1e-3)
     shares = rows["expression"].astype(str).value_counts(normalize=True)

@@ -75,10 +75,10 @@ class FrameFinder:
         if cfg.every == 1:
             found = self.detector(frames)
             self.detected += len(found)
-            for dets, t, at_cut in zip(found, times, cut, strict=True):
+            for frame, dets, t, at_cut in zip(frames, found, times, cut, strict=True):
                 if at_cut and self.shots.cuts:
                     tracker.cut()
-                tracker.update(dets.boxes, float(t), dets.scores)
+                tracker.update(dets.boxes, float(t), dets.scores, appearance=list(face_thumbnails(frame, dets.boxes)))
             return found
         first = tracker.position + 1
         scheduled = [j for j in range(len(frames)) if (first + j) % cfg.every == 0 or cut[j]]

@@ -63,6 +63,8 @@ def summarize(df: pd.DataFrame) -> dict:
             "first_s": _num(rows["time_s"].min()),
             "last_s": _num(rows["time_s"].max()),
         }
+        if "person_id" in columns and rows["person_id"].notna().any():
+            face["person_id"] = int(rows["person_id"].dropna().iloc[0])
         if exprs and "expression" in columns:
             counts = rows["expression"].astype(str).value_counts()
             face["expression_share"] = {name: _num(counts.get(name, 0) / len(rows)) for name in exprs}
