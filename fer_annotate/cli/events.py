@@ -26,7 +26,7 @@ def _kinds(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str,
 
 
 @command("events", cls=Command)  # rich-click's decorator: it reads the option panels
-@option_panel("Input and output", options=["--output", "--format", "--kinds"])
+@option_panel("Input and output", options=["--output", "--format", "--overwrite", "--kinds"])
 @option_panel("Blinks", options=["--blink-on", "--blink-off", "--blink-baseline", "--blink-min", "--blink-max",
                                  "--blink-gap"])
 @option_panel("Smiles", options=["--smile-source", "--smile-on", "--smile-off", "--smile-min", "--smile-gap"])
