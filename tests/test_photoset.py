@@ -137,3 +137,15 @@ def test_parts_of_changed_images_are_not_reused(folder: Path, annotator, tmp_pat
     report = PhotoSet(annotator, photos, out, "csv").run()
     assert report.resumed == 0 and report.annotated == len(PHOTOS)
     assert (pd.read_csv(out).query("path == @first")["status"] == "no_face").all()
+
+
+def test_api_returns_the_table(folder: Path, tmp_path: Path, torch_home: Path):
+    from fer_annotate.api import annotate
+
+    df = annotate(folder, tmp_path / "faces.parquet", detector="blazeface-back")
+    assert set(df["path"]) == set(PHOTOS) and df.attrs["kind"] == "photo set" and df.attrs["failed"] == []
+    with pytest.raises(ValueError, match=r"\.csv or \.parquet"):
+        annotate(folder, tmp_path / "faces.txt")
+    with pytest.raises(TypeError, match="workers"):
+        annotate(folder, tmp_path / "faces.csv", workers=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["faces.parquet", "faces.parquet.json"]

@@ -36,8 +36,9 @@ PART_IMAGES = 128
 TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet"}
 
 
-class PhotoSetError(Exception):
-    """A photo set that cannot be run (videos in the folder, no images); one line."""
+class PhotoSetError(ValueError):
+    """A photo set that cannot be run (videos in the folder, no images, an output that is not a table file
+    or is refused); one line."""
 
 
 @dataclass
@@ -61,7 +62,9 @@ def is_photo_set(inputs: list[Path], output: Path) -> bool:
 
 def photo_format(output: Path, fmt: str | None) -> str:
     """The table format of a photo set: its file's suffix (a contradicting --format is an error)."""
-    implied = TABLE_SUFFIXES[output.suffix.lower()]
+    implied = TABLE_SUFFIXES.get(output.suffix.lower())
+    if implied is None:
+        raise PhotoSetError(f"-o {output}: one table for a folder of photos is a .csv or .parquet file")
     if fmt is not None and fmt != implied:
         raise PhotoSetError(f"-o {output} is a {implied} file name but --format is {fmt}")
     return implied
