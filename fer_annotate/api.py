@@ -383,7 +383,8 @@ def annotate(video_or_list: str | Path | Sequence[str | Path], output: str | Pat
     with other settings or not by this tool raises ValueError unless `overwrite`. Paths may be str, bytes
     or os.PathLike; every argument is checked before any work, with the CLI's messages.
     A folder of photos with `output` (a .csv or .parquet file): one table of every face of every image, with
-    a `path` column (see `annotate_photos`), returned as a DataFrame.
+    a `path` column (see `annotate_photos`), returned as a DataFrame; images that could not be read are
+    listed in `df.attrs["failed"]`.
     A list of videos or a folder: `output_dir` receives one table per video (relative paths mirrored),
     existing complete outputs are kept unless `overwrite`; `render` is then a folder for the overlays.
     Returns the paths of the complete outputs in job order; raises AnnotateError (after the whole batch)
@@ -400,6 +401,8 @@ def annotate(video_or_list: str | Path | Sequence[str | Path], output: str | Pat
         from fer_annotate.outputs.table import read_table
         from fer_annotate.run.photoset import photo_format
 
+        if workers is not None or ray is not None:
+            raise TypeError("workers and ray spread a batch of videos; a folder of photos into one table runs here")
         options["fmt"] = photo_format(as_path(output, "output"), options.get("fmt"))  # photos into one table
         spec = worker_spec(build_config(**options), weights, smooth, threads)
         annotate_photos(spec, inputs[0], as_path(output, "output"), overwrite=overwrite)

@@ -172,6 +172,11 @@ def test_cli_events_on_a_real_video(shared_dir: Path, torch_home: Path, tmp_path
     assert (tmp_path / "events" / "clip.events.srt").is_file()
     assert (tmp_path / "events" / "clip.events.boris.csv").is_file()
 
+    result = invoke(["events", table, "-o", table])  # never over the annotation table (or any file not ours)
+    assert result.exit_code == 1 and "--overwrite" in result.output and pd.read_csv(table).equals(df)
+    again = invoke(["events", table, "-o", tmp_path / "events" / "clip.events.csv"])
+    assert again.exit_code == 0, "an events output of an earlier run is replaced"
+
     bad = tmp_path / "notours.csv"
     bad.write_text("a,b\n1,2\n")
     result = invoke(["events", bad, "-o", tmp_path / "bad.csv"])

@@ -117,3 +117,35 @@ def test_existing_outputs_kept_redone_or_refused(folder: Path, annotator, tmp_pa
     report = PhotoSet(annotator, photos, out, "csv").run()
     assert not report.skipped and report.images == len(PHOTOS) - 1
     assert "fa_grass.jpg" not in set(pd.read_csv(out)["path"])
+
+
+def test_parts_of_changed_images_are_not_reused(folder: Path, annotator, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(photoset, "PART_IMAGES", 2)
+    photos = tmp_path / "photos"
+    shutil.copytree(folder, photos)
+    out = tmp_path / "faces.csv"
+
+    def stop(done: int, total: int) -> None:
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        PhotoSet(annotator, photos, out, "csv").run(on_images=stop)
+    first = sorted(PHOTOS)[0]  # in the finished part
+    shutil.copy(photos / "fa_grass.jpg", photos / first)  # replaced while the run was stopped
+    report = PhotoSet(annotator, photos, out, "csv").run()
+    assert report.resumed == 0 and report.annotated == len(PHOTOS)
+    assert (pd.read_csv(out).query("path == @first")["status"] == "no_face").all()
+
+
+def test_api_returns_the_table(folder: Path, tmp_path: Path, torch_home: Path):
+    from fer_annotate.api import annotate
+
+    df = annotate(folder, tmp_path / "faces.parquet", detector="blazeface-back")
+    assert set(df["path"]) == set(PHOTOS) and df.attrs["kind"] == "photo set" and df.attrs["failed"] == []
+    with pytest.raises(ValueError, match=r"\.csv or \.parquet"):
+        annotate(folder, tmp_path / "faces.txt")
+    with pytest.raises(TypeError, match="workers"):
+        annotate(folder, tmp_path / "faces.csv", workers=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["faces.parquet", "faces.parquet.json"]

@@ -26,7 +26,7 @@ def _kinds(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str,
 
 
 @command("events", cls=Command)  # rich-click's decorator: it reads the option panels
-@option_panel("Input and output", options=["--output", "--format", "--kinds"])
+@option_panel("Input and output", options=["--output", "--format", "--overwrite", "--kinds"])
 @option_panel("Blinks", options=["--blink-on", "--blink-off", "--blink-baseline", "--blink-min", "--blink-max",
                                  "--blink-gap"])
 @option_panel("Smiles", options=["--smile-source", "--smile-on", "--smile-off", "--smile-min", "--smile-gap"])
@@ -37,6 +37,8 @@ def _kinds(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str,
                    "(one file per table and format).")
 @click.option("--format", "formats", multiple=True, type=click.Choice(EVENT_FORMATS),
               help="With a folder output: the formats to write (repeat the option; default csv).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace output files that are not events outputs of this tool (refused otherwise).")
 @click.option("--kinds", default=",".join(KINDS), show_default=True, callback=_kinds,
               help="Which events to find.")
 @click.option("--blink-on", type=PROBABILITY, default=BLINK.on, show_default=True,
@@ -65,13 +67,15 @@ def _kinds(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str,
               help="The dominant expression changes only when another one's probability leads by this much.")
 @click.option("--episode-min", type=NON_NEGATIVE, default=EPISODE.min_s, show_default=True,
               help="Shortest expression episode in seconds.")
-def events(tables: tuple[Path, ...], output: Path, formats: tuple[str, ...], kinds: tuple[str, ...],
-           **options: float | str) -> None:
+def events(tables: tuple[Path, ...], output: Path, formats: tuple[str, ...], overwrite: bool,
+           kinds: tuple[str, ...], **options: float | str) -> None:
     """Blinks, smiles and expression episodes per face of TABLES (outputs of this tool, or folders of them).
 
-    Each event has a start, end, duration, peak value and peak time (container times). See docs/events.md.
+    Each event has a start, end, duration, peak value and peak time (container times). Events outputs of an
+    earlier run are replaced; any other existing file is left alone unless --overwrite. See docs/events.md.
     """
     from fer_annotate.outputs.event_export import EventExportError, find_tables, plan_events, run_event_job
+    from fer_annotate.outputs.event_formats import is_ours
     from fer_annotate.outputs.table import TableError
 
     rules = EventRules(
@@ -90,6 +94,12 @@ def events(tables: tuple[Path, ...], output: Path, formats: tuple[str, ...], kin
         jobs = plan_events(paths, output, list(formats))
     except EventExportError as exc:
         raise click.UsageError(visible(str(exc))) from None
+    taken = [job.output for job in jobs if job.output.exists() and not is_ours(job.output)]
+    if taken and not overwrite:
+        for path in taken:
+            console.print(f"[red]error:[/] {shown(path)}: exists and is not an events output of fer-annotate "
+                          "(no sidecar saying so); --overwrite to replace it", highlight=False)
+        sys.exit(1)
     failed, cache = 0, {}
     for job in jobs:
         try:

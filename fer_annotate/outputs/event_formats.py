@@ -22,6 +22,7 @@ import pandas as pd
 from fer_annotate.outputs.output import sidecar_path, temp_name
 
 EVENT_FORMATS = ("csv", "parquet", "eaf", "boris", "srt")
+TOOL = "fer-annotate events"
 SUFFIXES = {"csv": ".csv", "parquet": ".parquet", "eaf": ".eaf", "boris": ".boris.csv", "srt": ".srt"}
 BORIS_COLUMNS = ["Observation id", "Observation date", "Description", "Observation duration", "Observation type",
                  "Source", "Time offset (s)", "Media duration (s)", "FPS", "Subject", "Behavior",
@@ -36,6 +37,16 @@ def format_of(path: Path) -> str | None:
         if name.endswith(SUFFIXES[fmt]):
             return fmt
     return None
+
+
+def is_ours(path: Path) -> bool:
+    """Whether an existing file is an events output of this tool (its sidecar says so): only those are
+    replaced without --overwrite, never an annotation table or a file of the user's."""
+    try:
+        meta = json.loads(sidecar_path(Path(path)).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("tool") == TOOL
 
 
 def _atomic(path: Path, write) -> None:
@@ -63,7 +74,7 @@ def write_events(events: pd.DataFrame, path: Path, fmt: str, meta: dict) -> None
     if fmt not in writers:
         raise ValueError(f"unknown events format {fmt!r}; use {', '.join(EVENT_FORMATS)}")
     _atomic(path, lambda temp: writers[fmt](events, temp, path, meta))
-    record = {"complete": True, "tool": "fer-annotate events", "format": fmt, "events": int(len(events)),
+    record = {"complete": True, "tool": TOOL, "format": fmt, "events": int(len(events)),
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **meta}
     _atomic(side, lambda temp: temp.write_text(json.dumps(record, indent=2, default=str) + "\n"))
 

@@ -1,12 +1,13 @@
 """A folder of photos into one table: `fer-annotate photos/ -o faces.csv` (or .parquet).
 
 One row per face per image (a `no_face` row for an image without faces), with a `path` column relative to
-the folder, in the order of the folder's sorted file names. Resumable like a folder run: finished images
-are kept in parts (`.<OUT>.parts/`, beside the output: CSV chunks of PART_IMAGES images, each followed by
-its manifest, which marks it done); a run stopped midway continues where it stopped, and the table and
-then its sidecar appear only when every image is done, so nothing partial ever looks complete. Parts
-made with other settings are discarded. An image that cannot be read is listed in the sidecar (`failed`)
-and the others go on.
+the folder, in the order of the folder's sorted file names (images added while a run was stopped come
+last). Resumable like a folder run: finished images are kept in parts (`.<OUT>.parts/`, beside the
+output: CSV chunks of PART_IMAGES images, each followed by its manifest, which marks it done); a run
+stopped midway continues where it stopped, and the table and then its sidecar appear only when every
+image is done, so nothing partial ever looks complete. Parts made with other settings, or from images
+since removed or changed, are discarded. An image that cannot be read is listed in the sidecar
+(`failed`) and the others go on.
 
 An existing output is treated as a video's (`run.resume`): the complete table of these images with these
 settings is kept; ours but of other images is redone; ours with other settings, or a file that is not
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from fer_annotate.media.still import is_image
 from fer_annotate.media.video import find_videos
+from fer_annotate.outputs.names import short_stem
 from fer_annotate.outputs.output import sidecar_path, temp_name, write_sidecar
 from fer_annotate.run.lock import OutputLock
 from fer_annotate.run.own_outputs import drop_own_outputs
@@ -34,8 +36,9 @@ PART_IMAGES = 128
 TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet"}
 
 
-class PhotoSetError(Exception):
-    """A photo set that cannot be run (videos in the folder, no images); one line."""
+class PhotoSetError(ValueError):
+    """A photo set that cannot be run (videos in the folder, no images, an output that is not a table file
+    or is refused); one line."""
 
 
 @dataclass
@@ -59,7 +62,9 @@ def is_photo_set(inputs: list[Path], output: Path) -> bool:
 
 def photo_format(output: Path, fmt: str | None) -> str:
     """The table format of a photo set: its file's suffix (a contradicting --format is an error)."""
-    implied = TABLE_SUFFIXES[output.suffix.lower()]
+    implied = TABLE_SUFFIXES.get(output.suffix.lower())
+    if implied is None:
+        raise PhotoSetError(f"-o {output}: one table for a folder of photos is a .csv or .parquet file")
     if fmt is not None and fmt != implied:
         raise PhotoSetError(f"-o {output} is a {implied} file name but --format is {fmt}")
     return implied
@@ -78,18 +83,26 @@ def find_photos(folder: Path, crops: Path | None = None) -> list[Path]:
     return media
 
 
-def listing(folder: Path, photos: list[Path]) -> dict:
-    """What identifies the set for resuming: the folder, the count, a digest of names, sizes and times."""
-    digest = hashlib.sha256()
+def stamps(folder: Path, photos: list[Path]) -> dict[str, list[int]]:
+    """Each image's path relative to the folder -> [size, modification time in ns], in order."""
+    out = {}
     for p in photos:
         stat = p.stat()
-        digest.update(f"{p.relative_to(folder).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return {"path": str(folder.resolve()), "images": len(photos), "sha256_listing": digest.hexdigest()}
+        out[p.relative_to(folder).as_posix()] = [stat.st_size, stat.st_mtime_ns]
+    return out
+
+
+def listing(folder: Path, stamped: dict[str, list[int]]) -> dict:
+    """What identifies the set for resuming: the folder, the count, a digest of names, sizes and times."""
+    digest = hashlib.sha256()
+    for name, (size, mtime) in stamped.items():
+        digest.update(f"{name}\0{size}\0{mtime}\n".encode())
+    return {"path": str(folder.resolve()), "images": len(stamped), "sha256_listing": digest.hexdigest()}
 
 
 def parts_dir(output: Path) -> Path:
     """Where the finished chunks of an unfinished photo set are kept."""
-    return output.with_name(f".{output.name}.parts")
+    return output.with_name(f".{short_stem(output.name)}.parts")
 
 
 def existing(output: Path, source: dict, settings: dict) -> str:
@@ -128,7 +141,8 @@ class PhotoSet:
             arguments: dict | None = None) -> PhotoSetReport:
         """Annotate the images not yet done, then assemble the table and its sidecar."""
         photos = find_photos(self.folder, self.annotator.config.save_crops)
-        source = listing(self.folder, photos)
+        stamped = stamps(self.folder, photos)
+        source = listing(self.folder, stamped)
         report = PhotoSetReport(self.output, images=len(photos))
         found = existing(self.output, source, self.annotator.settings())
         if not overwrite and found == "complete":
@@ -138,34 +152,39 @@ class PhotoSet:
             raise PhotoSetError(found)
         with OutputLock(self.output):
             sidecar_path(self.output).unlink(missing_ok=True)
-            done = self._done_parts(overwrite)
+            done = self._done_parts(overwrite, stamped)
             report.resumed = sum(len(m["images"]) for m in done)
             finished = {name for m in done for name in m["images"]}
             todo = [p for p in photos if p.relative_to(self.folder).as_posix() not in finished]
             for start in range(0, len(todo), PART_IMAGES):
                 chunk = todo[start : start + PART_IMAGES]
-                self._write_part(len(done), chunk, report, on_images, len(photos))
-                done = self._done_parts(False)
+                self._write_part(len(done), chunk, stamped, report, on_images)
+                done = self._done_parts(False, stamped)
             report.failed = [tuple(f) for m in done for f in m["failed"]]
             report.rows = self._assemble(done)
             write_sidecar(self.output, self._metadata(source, report, arguments))
             shutil.rmtree(self.parts)
         return report
 
-    def _done_parts(self, overwrite: bool) -> list[dict]:
-        """Manifests of the finished parts made with these settings (others are discarded)."""
+    def _done_parts(self, overwrite: bool, stamped: dict[str, list[int]]) -> list[dict]:
+        """Manifests of the finished parts, when they were made with these settings from these very images
+        (an image since removed or changed discards them all: the table must be of the folder as it is)."""
         settings = {**self.annotator.settings(), "columns": self.columns}
         stamp = self.parts / "settings.json"
-        if self.parts.is_dir() and (overwrite or not stamp.is_file() or json.loads(stamp.read_text()) != settings):
+        manifests = []
+        if self.parts.is_dir() and not overwrite and stamp.is_file() and json.loads(stamp.read_text()) == settings:
+            manifests = [json.loads(m.read_text()) for m in sorted(self.parts.glob("part-*.json"))]
+            if any(stamped.get(name) != st for m in manifests for name, st in m["images"].items()):
+                manifests = []
+        if not manifests and self.parts.is_dir():
             shutil.rmtree(self.parts)
         if not self.parts.is_dir():
             self.parts.mkdir(parents=True)
             _atomic_text(stamp, json.dumps(settings))
-        manifests = sorted(self.parts.glob("part-*.json"))
-        return [json.loads(m.read_text()) for m in manifests]
+        return manifests
 
-    def _write_part(self, index: int, chunk: list[Path], report: PhotoSetReport,
-                    on_images: Callable[[int, int], None] | None, total: int) -> None:
+    def _write_part(self, index: int, chunk: list[Path], stamped: dict[str, list[int]], report: PhotoSetReport,
+                    on_images: Callable[[int, int], None] | None) -> None:
         import pandas as pd
 
         from fer_annotate.media.still import StillError
@@ -181,7 +200,7 @@ class PhotoSet:
                 failed.append((name, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__))
             report.annotated += 1
             if on_images is not None:
-                on_images(report.resumed + report.annotated, total)
+                on_images(report.resumed + report.annotated, report.images)
         schema = self.annotator.schema()
         df = pd.DataFrame.from_records(rows, columns=self.columns)
         types = {**dict.fromkeys(schema.integer_columns, "Int64"), **dict.fromkeys(schema.extra, "float64")}
@@ -189,8 +208,8 @@ class PhotoSet:
         temp = temp_name(table)
         df.astype(types).to_csv(temp, index=False, float_format="%.6g")
         os.replace(temp, table)
-        manifest = {"table": table.name, "images": [p.relative_to(self.folder).as_posix() for p in chunk],
-                    "failed": failed}
+        names = [p.relative_to(self.folder).as_posix() for p in chunk]
+        manifest = {"table": table.name, "images": {name: stamped[name] for name in names}, "failed": failed}
         _atomic_text(self.parts / f"part-{index:06d}.json", json.dumps(manifest))
 
     def _assemble(self, done: list[dict]) -> int:
