@@ -85,3 +85,13 @@ def test_rotated_video_is_rendered_upright_with_boxes_on_the_faces(shared_dir: P
         assert edge.mean() > DRAWN, f"frame {row.frame}: no box where the table says"
         far = diff[:, : max(1, x1 - 40)] if x1 > 80 else diff[:, x2 + 200 :]
         assert far.mean() < UNCHANGED, f"frame {row.frame}: the picture is not the upright source"
+
+
+def test_pyav_fallback_turns_frames_upright_as_decord_does(shared_dir: Path, tmp_path: Path) -> None:
+    from fer_annotate.media.video_pyav import PyAVFrames
+
+    video = sideways_clip(shared_dir / "fixtures" / "videos" / "pyfeat_single_face.mp4", tmp_path / "phone.mp4",
+                          frames=3)
+    fallback = PyAVFrames(video)
+    assert (fallback.height, fallback.width) == (360, 640)
+    np.testing.assert_array_equal(fallback.read([0, 2]), decord.VideoReader(str(video)).get_batch([0, 2]).asnumpy())
