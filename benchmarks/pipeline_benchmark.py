@@ -12,8 +12,7 @@ its own)) and, on CUDA, the pass's peak allocated GPU memory; then each pipeline
 time the pipeline measured (decode is the time spent waiting for the decoding thread, so it is small
 when decoding keeps up). Every pass runs --repeat times, interleaved with the others so that load
 from other processes hits them alike; the median and the range are printed with the machine and its
-load average. Members run eager unless a pass is marked fused (`--fused`): a real run fuses them after
-10 s of model time, which repeated passes would otherwise reach at a point that depends on --repeat.
+load average. On CPU the members run traced and fused for oneDNN, as in every run (decided at load).
 """
 
 import argparse
@@ -32,7 +31,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import fer_annotate.models.ensemble as ensemble_module  # noqa: E402
 from fer_annotate.faces.detect import DetectorConfig  # noqa: E402
 from fer_annotate.faces.sparse import DETECT_EVERY, SparseConfig  # noqa: E402
 from fer_annotate.media.video import Sampling, Video  # noqa: E402
@@ -106,7 +104,6 @@ class Pass:
     detector: str = "blazeface"
     weights: str | None = None
     every: int = 1
-    fused: bool = False
     seconds: list[float] = field(default_factory=list)
     frames: int = 0
     rss: float = 0.0
@@ -126,14 +123,10 @@ def readme_passes(folder: Path) -> list[Pass]:
         Pass("faces: decode + detect + track + table, `blazeface`, every frame detected"),
         Pass(f"faces, `blazeface`, `--detect-every {every}` (default)", every=every),
         Pass("faces, `blazeface-back`, every frame detected", detector="blazeface-back"),
-        Pass("full: shipped `ferplus-distilled` (5 small CNNs, 48 px grey), the default run, members eager",
+        Pass("full: shipped `ferplus-distilled` (5 small CNNs, 48 px grey), the default run",
              weights=shipped, every=every),
-        Pass("full: the default run, members fused (after 10 s of model time)", weights=shipped, every=every,
-             fused=True),
-        Pass("full: 5-member Caffe ResNet-50 (random weights, the paper's shape), 112 px, members eager",
+        Pass("full: 5-member Caffe ResNet-50 (random weights, the paper's shape), 112 px",
              weights=paper, every=every),
-        Pass("full: the paper's shape, members fused (after 10 s of model time)", weights=paper, every=every,
-             fused=True),
     ]
 
 
@@ -156,8 +149,6 @@ def main() -> None:
     parser.add_argument("--smooth", default="gauss")
     parser.add_argument("--threads", type=int, default=None,
                         help="thread budget as fer-annotate --threads (default: as fer-annotate)")
-    parser.add_argument("--fused", action="store_true",
-                        help="fuse the members (traced for oneDNN) before timing, as a long run does after 10 s")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per pass, interleaved (median reported)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
@@ -171,7 +162,6 @@ def main() -> None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     os.environ.setdefault("TORCH_HOME", str(ROOT.parent / "shared" / "torch-home"))
     sampling = Sampling(end_s=args.end)
-    ensemble_module.FUSE_AFTER_SECONDS = float("inf")  # the passes say which members are fused
     load_start = loadavg()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -188,8 +178,7 @@ def main() -> None:
                 args.weights = str(make_random_bundle(folder / "bundle", backbone=backbone, members=int(members),
                                                       input_size=int(size[0]) if size else 112))
             if args.weights is not None:
-                passes.append(Pass("full", detector=args.detector, weights=args.weights, every=args.detect_every,
-                                   fused=args.fused))
+                passes.append(Pass("full", detector=args.detector, weights=args.weights, every=args.detect_every))
         decode = Pass("decode only (decord)")
         annotators = {}
         for p in passes:
@@ -205,8 +194,6 @@ def main() -> None:
                 if p.label == "full":
                     p.label = f"full ({stage.bundle.name})"
             annotators[p.label] = Annotator(config, stage)
-            if p.fused:
-                stage.ensemble.fuse()
             warm_up(annotators[p.label], args.video, args.batch_size, device)
         for _ in range(args.repeat):
             decode.frames, seconds = decode_only(args.video, sampling, args.batch_size, plan.decode)

@@ -6,8 +6,8 @@ Each pair runs interleaved (before, after, before, after, ...) in this process, 
 time so that other load on the machine disturbs it little; medians are printed with after/before.
 Pairs: BlazeFace on a batch of 16 fixture frames with the letterbox in float (the old order), in uint8,
 and in uint8 with a channels-last network (now); each shipped/paper-shape bundle's members on a batch of 16
-crops plain float32, with BatchNorm folded, with channels-last, with both (a short run), and traced and
-fused for oneDNN on top (a run once its members have run 10 s).
+crops plain float32, with BatchNorm folded, with channels-last, with both, and traced and fused for oneDNN
+on top (what every CPU run uses, decided at load).
 """
 
 import argparse
@@ -92,7 +92,7 @@ def member_cases(bundle_path: Path, name: str) -> dict[str, Callable[[], object]
         "folded + channels-last": ([copy.deepcopy(m).to(memory_format=torch.channels_last) for m in folded], True),
     }
     example = x.contiguous(memory_format=torch.channels_last)
-    variants["and fused for oneDNN (after, runs past 10 s)"] = (
+    variants["and fused for oneDNN (after: every CPU run)"] = (
         [fuse_for_cpu(m, example) for m in variants["folded + channels-last"][0]], True)
 
     def run(nets: list, cl: bool) -> Callable[[], object]:

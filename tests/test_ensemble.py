@@ -1,11 +1,13 @@
 """Ensemble maths on constructed members, preprocessing, and a random bundle end to end on CPU."""
 
+import itertools
+import time
+
 import numpy as np
 import pytest
 import torch
 from bundle_factory import make_random_bundle
 
-import fer_annotate.models.ensemble as ensemble_module
 from fer_annotate.models.bundle import load_bundle, load_members
 from fer_annotate.models.ensemble import Ensemble, EnsembleOutput, combine, decide
 from fer_annotate.models.fuse import Traced
@@ -133,15 +135,36 @@ def test_geometry_heads_columns_and_roll_of_rotated_crops(tmp_path):
     assert not any(c.startswith(("bs_", "pose_")) for c in stage.columns(turned[1]))
 
 
-def test_cpu_members_are_fused_once_a_run_is_long_and_answers_stay(tmp_path, monkeypatch):
-    monkeypatch.setattr(ensemble_module, "FUSE_AFTER_SECONDS", 1e-9)
+def test_cpu_members_are_fused_at_load_with_the_eager_answers(tmp_path):
     path = make_random_bundle(tmp_path / "f", "small_cnn", members=2, input_size=32)
     ens = Ensemble(load_bundle(path), "cpu")
-    crops = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
-    first = ens(crops)
-    assert not ens.fused and not any(isinstance(net, Traced) for net in ens.cnns)
-    ens(crops)  # the members have now run longer than FUSE_AFTER_SECONDS: fused before this batch
     assert ens.fused and all(isinstance(net, Traced) for net in ens.cnns)
-    again = ens(crops)
+    eager = load_members(load_bundle(path))
+    crops = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
+    x = ens.preprocess(crops).contiguous()
+    with torch.inference_mode():
+        want = combine([m.forward_hidden(x)[0] for m in eager])
+    got = ens(crops)
     for name in ("au_prob", "au_std", "expr_prob", "valence", "arousal_std"):
-        np.testing.assert_allclose(getattr(again, name), getattr(first, name), atol=1e-5)
+        np.testing.assert_allclose(getattr(got, name), getattr(want, name), atol=1e-5)
+
+
+def test_answers_do_not_depend_on_what_ran_before(tmp_path, monkeypatch):
+    """The same crops give the same bytes first, after a long history of other batches, and in a fresh
+    ensemble. The clock races ahead an hour per reading, so any switch of execution form triggered by time
+    spent (as the members' old swap to fused versions after 10 s) would happen inside this test."""
+    clock = itertools.count(0.0, 3600.0)
+    monkeypatch.setattr(time, "perf_counter", lambda: next(clock))
+    path = make_random_bundle(tmp_path / "f", "small_cnn", members=2, input_size=32)
+    generator = torch.Generator().manual_seed(3)
+    crops = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    ens = Ensemble(load_bundle(path), "cpu")
+    first = ens(crops)
+    for n in (1, 7, 16, 3, 16):  # other videos' batches, of other sizes
+        ens(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=generator))
+    later = ens(crops)
+    fresh = Ensemble(load_bundle(path), "cpu")(crops)
+    assert first.present() == later.present() == fresh.present()
+    for name in first.present():
+        assert getattr(later, name).tobytes() == getattr(first, name).tobytes(), name
+        assert getattr(fresh, name).tobytes() == getattr(first, name).tobytes(), name

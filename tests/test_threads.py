@@ -2,7 +2,7 @@
 
 import pytest
 
-from fer_annotate.run.threads import ThreadPlan, available_cores, plan_threads
+from fer_annotate.run.threads import ThreadPlan, available_cores, core_sets, pin_to, plan_threads
 
 
 @pytest.mark.parametrize(("cores", "workers", "expected"), [
@@ -34,3 +34,25 @@ def test_bad_values_are_refused() -> None:
 
 def test_available_cores_is_positive() -> None:
     assert available_cores() >= 1
+
+
+@pytest.mark.parametrize(("workers", "cores", "expected"), [
+    (1, [0, 1], [[0, 1]]),
+    (2, [0, 1], [[0], [1]]),
+    (2, [0, 1, 2, 3, 4], [[0, 1, 2], [3, 4]]),
+    (3, [4, 5], [[4], [5], [4]]),
+])
+def test_core_sets_are_disjoint_shares(workers: int, cores: list[int], expected: list[list[int]]) -> None:
+    assert core_sets(workers, cores) == expected
+
+
+def test_pinned_process_sees_only_its_cores() -> None:
+    import os
+
+    before = os.sched_getaffinity(0)
+    try:
+        mine = core_sets(len(before))[-1]
+        assert pin_to(mine)
+        assert os.sched_getaffinity(0) == set(mine) and available_cores() == 1
+    finally:
+        os.sched_setaffinity(0, before)

@@ -14,7 +14,16 @@ from cli_run import invoke
 
 from fer_annotate.outputs.output import is_complete, sidecar_path
 from fer_annotate.run.pipeline import AnnotateConfig
-from fer_annotate.run.workers import PROBE_PREFIX, AnnotatorWorker, WorkerError, WorkerSpec, parse_workers, ray_plan
+from fer_annotate.run.threads import available_cores
+from fer_annotate.run.workers import (
+    PROBE_PREFIX,
+    AnnotatorWorker,
+    WorkerError,
+    WorkerSpec,
+    local_workers,
+    parse_workers,
+    ray_plan,
+)
 
 GOOD = ("pyfeat_single_face.mp4", "pyfeat_no_face.mp4", "pyfeat_face_noface.mov")
 WINDOW = ["--end", "1"]
@@ -43,7 +52,7 @@ def corpus(shared_dir: Path, tmp_path_factory) -> Path:
 def single(corpus: Path, torch_home: Path, tmp_path_factory):
     """The single-process run everything is compared with."""
     out = tmp_path_factory.mktemp("single")
-    result = invoke([corpus, "-o", out, *WINDOW])
+    result = invoke([corpus, "-o", out, *WINDOW, "--workers", "1"])
     assert result.exit_code == 1, result.describe()
     return out, result
 
@@ -155,6 +164,14 @@ def test_workers_option_is_checked(corpus: Path, torch_home: Path, tmp_path: Pat
     assert "Invalid value for '--workers'" in result.output
     assert "--workers 0: expected a positive number or 'auto'" in result.output
     assert parse_workers("auto") == 0 and parse_workers(None) is None and parse_workers("3") == 3
+
+
+def test_several_videos_on_cpu_default_to_one_worker_per_core() -> None:
+    cores = available_cores()
+    assert local_workers(None, "cpu", 1) == 1  # one video: one process, every core for it
+    assert local_workers(None, "cpu", 8) == local_workers(0, "cpu", 8)  # several: auto, as memory allows
+    assert 1 <= local_workers(None, "cpu", 8) <= min(cores, 8)
+    assert local_workers(1, "cpu", 8) == 1 and local_workers(3, "cpu", 2) == 2
 
 
 def test_ray_plan_places_actors() -> None:

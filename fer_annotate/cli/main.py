@@ -133,8 +133,9 @@ def main() -> None:
               help="The face_landmarker.task file (default: the cache copy, downloaded on first use).")
 @click.option("--landmarks", is_flag=True, help="With --geometry: also the 478 landmarks (lmI_x/y/z; Parquet only).")
 @click.option("--workers", default=None, callback=workers_count, metavar="N|auto",
-              help="Videos annotated at once, each worker with its own models (default: 1 on CPU, one per GPU "
-                   "with --device cuda; auto: from cores, GPUs and memory; with --ray: Ray actors).")
+              help="Videos annotated at once, each worker with its own models and cores (default: auto for several "
+                   "videos on CPU, one per GPU with --device cuda; auto: from cores, GPUs and memory; with --ray: "
+                   "Ray actors).")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="auto", default=None, metavar="[ADDRESS]",
               help="Run the workers as Ray actors on a cluster (auto: RAY_ADDRESS, else a local instance); "
                    "-o must be storage every node reaches at the same path.")

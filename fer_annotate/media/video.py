@@ -17,6 +17,7 @@ import numpy as np
 
 from fer_annotate.media.native import captured_stderr
 from fer_annotate.media.still import IMAGE_EXTENSIONS, StillError, StillImage, is_image
+from fer_annotate.media.stream import ForwardReader
 
 decord.logging.set_level(decord.logging.QUIET)
 
@@ -209,21 +210,33 @@ class Video:
         return idx[:: sampling.every]
 
     def batches(self, indices: np.ndarray, batch_size: int = 16) -> Iterator[FrameBatch]:
-        """Decode the chosen frames in order, batch by batch (memory stays flat)."""
-        for s in range(0, len(indices), batch_size):
-            chunk = indices[s : s + batch_size]
-            with captured_stderr() as logs:
-                try:
-                    if self._reader is not None:
-                        frames = self._reader.get_batch(chunk.tolist()).asnumpy()
-                    else:
-                        frames = self._fallback.read(chunk.tolist())
-                except Exception as exc:
-                    raise VideoError(
-                        f"{self.path}: {_reason(exc, logs)}; decoding failed at frame {int(chunk[0])} "
-                        f"of {self.info.n_frames}"
-                    ) from None
-            yield FrameBatch(indices=chunk, times=self.times[chunk], frames=frames)
+        """Decode the chosen frames in order, batch by batch (memory stays flat: decord's frames are decoded
+        forward with PyAV, `stream.ForwardReader`, where the two agree on the frames' times)."""
+        reader = self._read
+        if self._reader is not None and len(indices):
+            forward = ForwardReader(self.path, self.times, self._threads or 1, self._read)
+            reader = forward.read
+        try:
+            for s in range(0, len(indices), batch_size):
+                chunk = indices[s : s + batch_size]
+                with captured_stderr() as logs:
+                    try:
+                        frames = reader(chunk)
+                    except Exception as exc:
+                        raise VideoError(
+                            f"{self.path}: {_reason(exc, logs)}; decoding failed at frame {int(chunk[0])} "
+                            f"of {self.info.n_frames}"
+                        ) from None
+                yield FrameBatch(indices=chunk, times=self.times[chunk], frames=frames)
+        finally:
+            if reader is not self._read:
+                forward.close()
+
+    def _read(self, chunk: np.ndarray) -> np.ndarray:
+        """Frames at these indices by random access (decord, or the PyAV fallback reader)."""
+        if self._reader is not None:
+            return self._reader.get_batch(chunk.tolist()).asnumpy()
+        return self._fallback.read(chunk.tolist())
 
 
 def find_videos(root: Path) -> list[Path]:

@@ -7,7 +7,6 @@ Decisions (AU 1 where probability > the bundle's threshold, expression = argmax)
 by `decide`, so that they can be recomputed after temporal smoothing.
 """
 
-import time
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
@@ -16,14 +15,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fer_annotate.models.bundle import Bundle, load_members
-from fer_annotate.models.fuse import fold_batchnorm, fuse_for_cpu
+from fer_annotate.models.fuse import Traced, fold_batchnorm, fuse_for_cpu
 from fer_annotate.models.networks import POSE_SCALE, MultitaskCNNRNN, va_expectation
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
-# On CPU the members are traced and fused for oneDNN (fuse.fuse_for_cpu) once they have run this many
-# seconds: tracing costs 0.1 s per small CNN and 1.1 s per ResNet-50 and saves 9 % and 25 % of their
-# time, so a short run never pays it and a long one earns it back within seconds to a minute.
-FUSE_AFTER_SECONDS = 10.0
 
 
 @dataclass
@@ -118,8 +113,10 @@ class Ensemble:
     At load every BatchNorm that follows a convolution is folded into it and the CNNs are put in
     channels_last (both devices: on CPU it makes max-pooling and the convolutions ~20 % faster). On CUDA
     the members run with bfloat16 autocast; on CPU in float32 (see README, "Speed and memory", for the
-    measured bfloat16/int8 deltas). On CPU, once the members have run FUSE_AFTER_SECONDS, each is swapped
-    for its traced oneDNN-fused version (same outputs to 1e-4, else the member stays eager).
+    measured bfloat16/int8 deltas). On CPU every member is traced and fused for oneDNN at load (same outputs
+    to 1e-4, else that member stays eager). The execution form is decided here, from the bundle and the
+    device alone, and never changes afterwards: a video's numbers do not depend on what the process ran
+    before it (alone, in a folder, in a worker or on Ray give the same bytes).
     """
 
     def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", max_batch: int = 256):
@@ -133,12 +130,13 @@ class Ensemble:
         for cnn in self.cnns:
             fold_batchnorm(cnn)
         self.cnns = [m.to(memory_format=torch.channels_last) for m in self.cnns]
-        self.busy_s = 0.0
-        self.fused = self.device.type != "cpu"
         spec = bundle.input
         self.mean = torch.tensor(spec.mean, device=self.device).view(1, -1, 1, 1)
         self.std = torch.tensor(spec.std, device=self.device).view(1, -1, 1, 1)
         self.gray = torch.tensor(GRAY_WEIGHTS, device=self.device).view(1, 3, 1, 1)
+        self.fused = False
+        if self.device.type == "cpu":
+            self._fuse()
 
     def preprocess(self, crops: Tensor) -> Tensor:
         """uint8 RGB crops [M, 3, S, S] -> normalised float input per the bundle's InputSpec."""
@@ -163,33 +161,26 @@ class Ensemble:
         parts = [self._run(crops[i : i + self.max_batch]) for i in range(0, len(crops), self.max_batch)]
         return parts[0] if len(parts) == 1 else EnsembleOutput.concat(parts)
 
-    def fuse(self, example: Tensor | None = None) -> None:
-        """Swap the CPU members for their traced, oneDNN-fused versions now (normally done after
-        FUSE_AFTER_SECONDS); example is a preprocessed input batch (default: 16 random crops)."""
-        if self.fused:
-            return
-        if example is None:
-            size, channels = self.bundle.input.size, self.bundle.network.in_channels
-            generator = torch.Generator().manual_seed(0)
-            example = torch.randn(16, channels, size, size, generator=generator)
-            example = example.contiguous(memory_format=torch.channels_last)
+    def _fuse(self) -> None:
+        """Swap the CPU members for their traced, oneDNN-fused versions (traced on 16 seeded random crops,
+        so the choice per member is the same in every process)."""
+        size, channels = self.bundle.input.size, self.bundle.network.in_channels
+        generator = torch.Generator().manual_seed(0)
+        example = torch.randn(16, channels, size, size, generator=generator)
+        example = example.contiguous(memory_format=torch.channels_last)
         self.cnns = [fuse_for_cpu(net, example) for net in self.cnns]
         if not self.temporal:  # the eager members are no longer needed: free their weights
             self.members = self.cnns
-        self.fused = True
+        self.fused = any(isinstance(net, Traced) for net in self.cnns)
 
     def _run(self, crops: Tensor) -> EnsembleOutput:
         x = self.preprocess(crops)
-        if not self.fused and self.busy_s >= FUSE_AFTER_SECONDS:
-            self.fuse(x)
         logits, hidden = [], []
-        start = time.perf_counter()
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):
             for net in self.cnns:
                 member_logits, member_hidden = net.forward_hidden(x)
                 logits.append(member_logits)
                 hidden.append(member_hidden)
-        self.busy_s += time.perf_counter() - start
         out = combine(logits, self.bundle.va_bins)
         if self.temporal:
             per_member = [torch.stack([h[t].float() for t in self.bundle.tasks], 1) for h in hidden]

@@ -5,7 +5,9 @@ torch's intra-op pool (detector and ensemble). Both default to "every core", and
 oversubscribe: on a loaded or small machine threads spin-wait for each other and a run's user CPU time
 triples for the same work. The plan here gives the decoder one thread and torch the rest of the budget
 (at least one), with torch's inter-op pool at one thread (the pipeline never runs ops in parallel).
-With several workers in one machine each worker gets an equal share of the cores.
+With several workers in one machine each worker gets an equal share of the cores, and is pinned to its
+own cores (`core_sets`, `pin_to`): unpinned, the workers' threads wander between cores and a
+two-worker run on two cores finished in 0.71 of the one-core time instead of two pinned processes' 0.51.
 """
 
 import os
@@ -74,3 +76,36 @@ def apply_torch_threads(plan: ThreadPlan) -> None:
         torch.set_num_interop_threads(1)
     except RuntimeError:  # the inter-op pool has already started in this process; its size is fixed
         pass
+
+
+def _allowed_cores() -> list[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return list(range(os.cpu_count() or 1))
+
+
+def core_sets(workers: int, cores: list[int] | None = None) -> list[list[int]]:
+    """Disjoint, equal (as far as they go) sets of the allowed cores, one per worker; with more workers than
+    cores, workers share single cores round robin. Limited by a cgroup CPU quota as `available_cores`."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    cores = list(cores if cores is not None else _allowed_cores()[: available_cores()])
+    if workers >= len(cores):
+        return [[cores[slot % len(cores)]] for slot in range(workers)]
+    share, extra = divmod(len(cores), workers)
+    sets, start = [], 0
+    for slot in range(workers):
+        size = share + (slot < extra)
+        sets.append(cores[start : start + size])
+        start += size
+    return sets
+
+
+def pin_to(cores: list[int]) -> bool:
+    """Run this process (and the threads it starts later) on `cores` only; False where that is not possible."""
+    try:
+        os.sched_setaffinity(0, cores)
+    except (AttributeError, OSError):
+        return False
+    return True
