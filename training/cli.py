@@ -3,7 +3,7 @@
     fer-train teacher --folders DATA/train --val-folders DATA/val --out RUN
     fer-train student --teacher RUN --students 5 --out RUN2
     fer-train export RUN2 -o BUNDLE
-    fer-train evaluate BUNDLE --folders DATA/val
+    fer-train evaluate BUNDLE [BUNDLE...] --folders DATA/val
 
 Settings come from the defaults, then a TOML file (--config), then the options given. A rerun of the
 same command resumes an interrupted run.
@@ -280,23 +280,32 @@ def export(run: str, out: str, name: str | None, template: str | None, box_scale
 
 
 @main.command()
-@click.argument("bundle", type=click.Path(exists=True))
+@click.argument("bundles", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--abaw", multiple=True, help="ABAW root (see --split).")
 @click.option("--split", type=click.Choice(["train", "val"]), default="val", help="ABAW split (default val).")
 @click.option("--manifest", multiple=True, help="CSV manifest.")
 @click.option("--folders", multiple=True, help="Expression folders.")
+@click.option("--tuning", is_flag=True,
+              help="Score only the FER+ tuning split of the data (FER+ train images no training run sees).")
+@click.option("--tta", type=click.Choice(["none", "flip"]), default="none", show_default=True,
+              help="Test-time augmentation: flip also runs every member on the mirrored crops (twice the cost).")
+@click.option("--average", type=click.Choice(["probs", "logits"]), default="probs", show_default=True,
+              help="Ensemble mean of probabilities (as fer-annotate) or of logits.")
 @click.option("--metrics", type=click.Choice(["2020", "2022"]), default="2020", help="ABAW metric definitions.")
 @click.option("--device", type=DEVICE, default="cpu")
 @click.option("--threads", type=POSITIVE_INT, default=2)
 @click.option("--cache", help="Folder to cache the decoded images in.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the metrics as JSON here.")
-def evaluate(bundle: str, abaw, split, manifest, folders, metrics, device, threads, cache, json_out) -> None:
-    """ABAW metrics of a bundle (ensemble and each member) on labelled images."""
+def evaluate(bundles, abaw, split, manifest, folders, tuning, tta, average, metrics, device, threads, cache,
+             json_out) -> None:
+    """ABAW metrics of a bundle (ensemble and each member) on labelled images; several bundles are scored
+    as one ensemble of all their members."""
     import torch
 
     from fer_annotate.models.bundle import BundleError
     from training.data import merge, read_source
     from training.evaluation import evaluate_bundle, summary_line
+    from training.tuning import only_tuning
 
     sources = [("abaw", p) for p in abaw] + [("manifest", p) for p in manifest] + [("folders", p) for p in folders]
     if not sources:
@@ -304,7 +313,9 @@ def evaluate(bundle: str, abaw, split, manifest, folders, metrics, device, threa
     try:
         torch.set_num_threads(threads)
         table = merge([read_source(kind, path, split) for kind, path in sources])
-        result = evaluate_bundle(bundle, table, device, metrics, threads, cache)
+        if tuning:
+            table = only_tuning(table)
+        result = evaluate_bundle(list(bundles), table, device, metrics, threads, cache, tta=tta, average=average)
     except (ValueError, DataError, BundleError) as e:
         _fail(e)
     for note in table.notes:
@@ -357,7 +368,8 @@ def label(teacher: str, manifests, folders, model, device, out) -> None:
                 labels = label_mediapipe(table.paths, model, advance)
             else:
                 labels = label_bundle(table.paths, teacher, device, advance)
-        found = write_labels(out, table.paths, labels, expression_columns(table))
+        names = {"ferplus_name": table.ferplus_names} if table.ferplus_names else {}
+        found = write_labels(out, table.paths, labels, names | expression_columns(table))
     except (GeometryError, DataError, ValueError) as e:
         _fail(e)
     click.echo(f"{out}: {len(table)} images, {found} labelled by {teacher} ({found / max(len(table), 1):.1%})")

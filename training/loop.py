@@ -25,13 +25,15 @@ from torch import nn
 
 from fer_annotate.models.bundle import load_bundle, load_members, load_state
 from fer_annotate.models.networks import MultitaskNet, NetworkSpec, build_network, ordered_heads
+from fer_annotate.models.tta import mirror_permutation
 from fer_annotate.run.lock import Locked, OutputLock
-from training.augment import Normalise, follow_geometry, mirror_permutation, prepare
+from training.augment import Normalise, follow_geometry, prepare
 from training.config import TrainConfig, from_dict, read_run_config, resolve_normalisation, to_dict
 from training.data import Dataset, LabelTable, align_au, load_images, merge, read_source
 from training.evaluation import predict, score, summary_line
 from training.losses import soft_targets, student_loss, teacher_loss
 from training.sampling import TaskSampler
+from training.tuning import without_tuning
 
 Log = Callable[[str], None]
 # Settings that may change between an interrupted run and its resumption.
@@ -84,8 +86,9 @@ def setup_env(cfg: TrainConfig) -> Env:
 
 
 def load_datasets(cfg: TrainConfig, cache: Path, env: Env, log: Log) -> tuple[Dataset, Dataset | None]:
-    """Read the training and validation sources and decode their images (once, cached)."""
-    train = merge([read_source(s.kind, s.path, "train") for s in cfg.train])
+    """Read the training and validation sources (training less the FER+ tuning split) and decode their
+    images (once, cached)."""
+    train = without_tuning(merge([read_source(s.kind, s.path, "train") for s in cfg.train]))
     val = merge([read_source(s.kind, s.path, "val") for s in cfg.val]) if cfg.val else None
     if val is not None:
         val = align_au(val, train.au_names)
