@@ -36,12 +36,12 @@ def predict(
     modes = [net.training for net in nets]
     for net in nets:
         net.eval()
-    channels_last = amp and device.type == "cuda"
+    channels_last = device.type == "cpu" or amp
     ens, members = [], [[] for _ in nets]
     for start in range(0, len(dataset), batch):
         images = torch.from_numpy(np.array(dataset.images[start : start + batch])).to(device)
         x, _ = prepare(images, norm, channels_last=channels_last)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=channels_last):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
             logits = [net(x) for net in nets]
         ens.append(combine(logits))
         for k, out in enumerate(logits):
