@@ -489,6 +489,16 @@ def is_bundle(path: str | Path) -> bool:
     return (Path(path) / "bundle.json").is_file()
 
 
+def bundle_config(path: str | Path) -> TrainConfig:
+    """The network and input settings of a bundle as a run configuration (students of a shipped bundle;
+    the data and optimisation settings are the caller's)."""
+    bundle = load_bundle(path)
+    spec = bundle.input
+    return TrainConfig(backbone=bundle.network.backbone, backbone_kwargs=dict(bundle.network.backbone_kwargs),
+                       size=spec.size, colour=spec.colour, scale=spec.scale, mean=list(spec.mean),
+                       std=list(spec.std), template=[list(p) for p in spec.template], box_scale=spec.box_scale)
+
+
 def teacher_networks(run: Path, device: torch.device) -> tuple[dict, list[nn.Module]]:
     """A finished teacher or student run's summary and best network(s) (the last round's students), or a
     bundle's members (a shipped ensemble as the teacher, e.g. to adapt it to new footage)."""

@@ -18,6 +18,7 @@ from torch import Tensor
 from fer_annotate.models.bundle import Bundle, load_members
 from fer_annotate.models.fuse import fold_batchnorm, fuse_for_cpu
 from fer_annotate.models.networks import POSE_SCALE, MultitaskCNNRNN, va_expectation
+from fer_annotate.models.tta import mirror_permutation, unmirror
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 # On CPU the members are traced and fused for oneDNN (fuse.fuse_for_cpu) once they have run this many
@@ -115,6 +116,10 @@ def combine(logits: list[dict[str, Tensor]], va_bins: int = 20) -> EnsembleOutpu
 class Ensemble:
     """A bundle's members on a device: `ensemble(crops)` -> EnsembleOutput.
 
+    A bundle with tta "flip" runs every member on the crop and on its mirror image (twice the model time)
+    and averages both (tta.unmirror maps the mirrored outputs back: blendshape sides swap, yaw and roll
+    change sign).
+
     At load every BatchNorm that follows a convolution is folded into it and the CNNs are put in
     channels_last (both devices: on CPU it makes max-pooling and the convolutions ~20 % faster). On CUDA
     the members run with bfloat16 autocast; on CPU in float32 (see README, "Speed and memory", for the
@@ -139,6 +144,7 @@ class Ensemble:
         self.mean = torch.tensor(spec.mean, device=self.device).view(1, -1, 1, 1)
         self.std = torch.tensor(spec.std, device=self.device).view(1, -1, 1, 1)
         self.gray = torch.tensor(GRAY_WEIGHTS, device=self.device).view(1, 3, 1, 1)
+        self.mirror = mirror_permutation(bundle.bs_names)
 
     def preprocess(self, crops: Tensor) -> Tensor:
         """uint8 RGB crops [M, 3, S, S] -> normalised float input per the bundle's InputSpec."""
@@ -189,6 +195,8 @@ class Ensemble:
                 member_logits, member_hidden = net.forward_hidden(x)
                 logits.append(member_logits)
                 hidden.append(member_hidden)
+                if self.bundle.tta == "flip":  # the mirrored crop, its outputs mapped back to this face
+                    logits.append(unmirror(net.forward_hidden(x.flip(-1))[0], self.mirror))
         self.busy_s += time.perf_counter() - start
         out = combine(logits, self.bundle.va_bins)
         if self.temporal:
