@@ -4,7 +4,7 @@ Runs each network of the given bundles once on the data (and once on the mirrore
 combinations of their expression outputs from those stored logits: FER+ majority-vote accuracy and
 macro-F1 on FER+ validation and on the tuning split of FER+ train (training/tuning.py). Prints one table.
 
-    python benchmarks/ensemble_selection.py weights/ferplus-teacher weights/ferplus-distilled \\
+    python benchmarks/ensemble_selection.py weights/ferplus-fast OLD_STUDENTS_BUNDLE \\
         --ferplus ../shared/data/fer2013 --cache ../fer-runs/cache
 
 A network trained on all of FER+ train (every bundle made before the tuning split existed) has seen the

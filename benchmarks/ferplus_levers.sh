@@ -48,7 +48,7 @@ print(f"| {name} | {setup} | {t['acc']:.4f} | {t['f1']:.4f} | {v['acc']:.4f} | {
 PY
 }
 
-T=weights/ferplus-teacher
+T=weights/ferplus-fast
 want() { [ $# -eq 0 ] || [[ " ${LEVERS[*]} " == *" $1 "* ]]; }
 LEVERS=("$@")
 want baseline && lever baseline "T 1.5, 0.4 soft + 0.6 votes (shipped recipe)" $T

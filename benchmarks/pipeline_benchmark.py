@@ -120,13 +120,13 @@ def readme_passes(folder: Path) -> list[Pass]:
     from bundle_factory import make_random_bundle
 
     paper = str(make_random_bundle(folder / "paper-shape", backbone="caffe_resnet50", members=5, input_size=112))
-    shipped = str(ROOT / "weights" / "ferplus-distilled")
+    shipped = str(ROOT / "weights" / "ferplus")
     every = DETECT_EVERY
     return [
         Pass("faces: decode + detect + track + table, `blazeface`, every frame detected"),
         Pass(f"faces, `blazeface`, `--detect-every {every}` (default)", every=every),
         Pass("faces, `blazeface-back`, every frame detected", detector="blazeface-back"),
-        Pass("full: shipped `ferplus-distilled` (5 small CNNs, 48 px grey), the default run, members eager",
+        Pass("full: shipped `ferplus` (1 small CNN with flip TTA, 48 px grey), the default run, members eager",
              weights=shipped, every=every),
         Pass("full: the default run, members fused (after 10 s of model time)", weights=shipped, every=every,
              fused=True),

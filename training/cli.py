@@ -290,8 +290,9 @@ def export(run: str, out: str, name: str | None, template: str | None, box_scale
 @click.option("--folders", multiple=True, help="Expression folders.")
 @click.option("--tuning", is_flag=True,
               help="Score only the FER+ tuning split of the data (FER+ train images no training run sees).")
-@click.option("--tta", type=click.Choice(["none", "flip"]), default="none", show_default=True,
-              help="Test-time augmentation: flip also runs every member on the mirrored crops (twice the cost).")
+@click.option("--tta", type=click.Choice(["none", "flip"]),
+              help="Test-time augmentation: flip also runs every member on the mirrored crops (twice the cost); "
+                   "default: the (first) bundle's own.")
 @click.option("--average", type=click.Choice(["probs", "logits"]), default="probs", show_default=True,
               help="Ensemble mean of probabilities (as fer-annotate) or of logits.")
 @click.option("--metrics", type=click.Choice(["2020", "2022"]), default="2020", help="ABAW metric definitions.")

@@ -99,7 +99,7 @@ def average_logits(logits: list[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
 
 def evaluate_bundle(
     bundle_path: str | list[str], table: LabelTable, device: str = "cpu", edition: str = "2020", threads: int = 2,
-    cache: str | None = None, batch: int = 64, tta: str = "none", average: str = "probs",
+    cache: str | None = None, batch: int = 64, tta: str | None = None, average: str = "probs",
 ) -> dict:
     """ABAW metrics of a bundle's ensemble (at its AU thresholds) and of each member (at 0.5) on
     labelled images, run through fer_annotate's own Ensemble (the inference path of fer-annotate). Each
@@ -107,17 +107,19 @@ def evaluate_bundle(
 
     Several bundles (same input and tasks) are scored as one ensemble of all their members, e.g. a teacher
     with students. tta "flip" also runs every member on the mirrored crops (twice the model time) and
-    averages both; average "logits" averages logits before the softmax instead of probabilities after."""
+    averages both, as fer-annotate does for a bundle whose manifest asks for it (None: the first bundle's
+    own tta); average "logits" averages logits before the softmax instead of probabilities after."""
     from fer_annotate.models.bundle import load_bundle
     from fer_annotate.models.ensemble import Ensemble
     from fer_annotate.models.tta import flipped_logits, mirror_permutation
     from training.data import align_au, load_images
 
-    if tta not in TTAS or average not in AVERAGES:
-        raise ValueError(f"tta must be one of {TTAS} and average one of {AVERAGES}")
     paths = [bundle_path] if isinstance(bundle_path, str | Path) else list(bundle_path)
     bundles = [load_bundle(p) for p in paths]
     bundle = bundles[0]
+    tta = bundle.tta if tta is None else tta
+    if tta not in TTAS or average not in AVERAGES:
+        raise ValueError(f"tta must be one of {TTAS} and average one of {AVERAGES}")
     for other in bundles[1:]:
         if (other.input, other.tasks, other.va_bins) != (bundle.input, bundle.tasks, bundle.va_bins):
             raise ValueError(f"bundle {other.name} differs from {bundle.name} in input, tasks or VA bins: "
