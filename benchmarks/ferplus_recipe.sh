@@ -98,6 +98,7 @@ step pack-large fer-train pack "$W/bundles/teacher" "$W/bundles/students" -o wei
 # 7. Figures into each manifest: FER+ validation, the tuning split, frames/s of the default run on one thread.
 for b in ferplus-fast ferplus ferplus-large; do
   step "speed-$b" python benchmarks/pipeline_benchmark.py --weights "weights/$b" --device cpu --threads 1 \
+    --detect-every "$(python -c 'from fer_annotate.faces.sparse import DETECT_EVERY; print(DETECT_EVERY)')" \
     --end 10 --repeat 3 --json "$W/speed-$b.json"
   fps=$(python -c "import json,statistics as s,sys; p=json.load(open(sys.argv[1]))['passes'][-1]
 print(round(p['frames'] / s.median(p['seconds']), 1))" "$W/speed-$b.json")
