@@ -68,8 +68,8 @@ def test_figures_are_listed(tmp_path, source, monkeypatch):
     assert load_bundle(folder).figures["ferplus_val_acc"] == 0.8123  # members untouched: still verifies
     result = CliRunner().invoke(weights_cli, ["list"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    row = next(line for line in result.output.splitlines() if "mine" in line and "│" in line)
-    assert "0.812" in row and "41.0" in row and " 6 " in row
+    row = next(line.split() for line in result.output.splitlines() if line.split()[:1] == ["mine"])
+    assert row[1:] == ["local", "6", "0.812", "-", "-", "41.0", "-"]
 
 
 def _shipped_figures() -> dict[str, dict]:
