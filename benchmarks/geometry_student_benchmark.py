@@ -5,7 +5,7 @@ the pipeline feeds them, the landmarker on the same crops (it upscales and pads 
 Prints CPU time per crop (process time, so that a busy machine disturbs it less than wall time) and
 wall-clock crops per second, medians of --repeat rounds.
 
-    python benchmarks/geometry_student_benchmark.py weights/ferplus-distilled FACES/labels.csv \
+    python benchmarks/geometry_student_benchmark.py weights/ferplus FACES/labels.csv \
         --model ../shared/models/face_landmarker.task
 """
 

@@ -117,13 +117,13 @@ def readme_passes(folder: Path) -> list[Pass]:
     from bundle_factory import make_random_bundle
 
     paper = str(make_random_bundle(folder / "paper-shape", backbone="caffe_resnet50", members=5, input_size=112))
-    shipped = str(ROOT / "weights" / "ferplus-distilled")
+    shipped = str(ROOT / "weights" / "ferplus")
     every = DETECT_EVERY
     return [
         Pass("faces: decode + detect + track + table, `blazeface`, every frame detected"),
         Pass(f"faces, `blazeface`, `--detect-every {every}` (default)", every=every),
         Pass("faces, `blazeface-back`, every frame detected", detector="blazeface-back"),
-        Pass("full: shipped `ferplus-distilled` (5 small CNNs, 48 px grey), the default run",
+        Pass("full: shipped `ferplus` (teacher + 4 students, 48 px grey), the default run",
              weights=shipped, every=every),
         Pass("full: 5-member Caffe ResNet-50 (random weights, the paper's shape), 112 px",
              weights=paper, every=every),

@@ -126,7 +126,7 @@ def int8_static(ensemble: Ensemble, crops: torch.Tensor) -> Ensemble:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bundle", type=Path, nargs="*", default=[ROOT / "weights" / "ferplus-distilled"])
+    parser.add_argument("--bundle", type=Path, nargs="*", default=[ROOT / "weights" / "ferplus"])
     parser.add_argument("--random-bundle", default="caffe_resnet50:5:112", metavar="BACKBONE:MEMBERS:SIZE",
                         help="also a random-weight bundle of this shape ('' for none)")
     parser.add_argument("--threads", type=int, default=1)

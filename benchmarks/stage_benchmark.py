@@ -119,7 +119,7 @@ def main() -> None:
                                input_size=112)
     print(f"{args.threads} torch thread(s), median CPU ms of {args.repeat} interleaved runs; load average "
           f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
-    groups = [detector_cases(), member_cases(ROOT / "weights" / "ferplus-distilled", "ferplus-distilled"),
+    groups = [detector_cases(), member_cases(ROOT / "weights" / "ferplus", "ferplus"),
               member_cases(paper, "5x Caffe ResNet-50 112 px")]
     for cases in groups:
         result = interleaved(cases, args.repeat)

@@ -12,6 +12,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from fer_annotate.models.bundle import load_bundle
+from fer_annotate.models.weights import load_registry
 from training.cli import main
 
 pytest.importorskip("mediapipe", reason="the geometry teacher needs mediapipe (pip install -e '.[geometry]')")
@@ -54,7 +56,8 @@ def test_distill_video_export_and_annotate(tmp_path, shared_dir, torch_home, lan
     run, bundle = tmp_path / "run", tmp_path / "adapted"
     text = _invoke(["distill", "--teacher", "mediapipe", "--videos", video, "--val-videos", held_out,
                     "--model", landmarker_model, "--fps", "10", "--epochs", "1", "--threads", "1", "--out", run])
-    assert "5 students adapted from ferplus-distilled" in text
+    default = load_bundle(load_registry().location(load_registry().offline_default))
+    assert f"{len(default.members)} students adapted from {default.name}" in text
     faces = list(csv.DictReader((run / "faces" / "labels.csv").open()))
     assert len(faces) >= 20 and all(Image.open(f["path"]).size == (48, 48) for f in faces[:3])
     assert sum(f["pose_yaw"] != "" for f in faces) >= 0.9 * len(faces)
@@ -62,7 +65,8 @@ def test_distill_video_export_and_annotate(tmp_path, shared_dir, torch_home, lan
     manifest = json.loads((bundle / "bundle.json").read_text())
     assert manifest["tasks"] == ["EXPR", "BS", "POSE"] and len(manifest["bs_names"]) == 52
     assert manifest["provenance"]["students"]["init"].startswith("each student from the matching member")
-    assert manifest["provenance"]["teacher"]["bundle"].endswith("ferplus-distilled")
+    assert manifest["provenance"]["teacher"]["bundle"] == str(default.path.resolve())
+    assert manifest.get("tta", "none") == default.tta  # the adapted members keep the default's flip TTA
     out = tmp_path / "out.csv"
     result = invoke([video, "-o", out, "--weights", bundle, "--end", "1"])
     assert result.exit_code == 0, result.output

@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from training.augment import AugmentSpec, augment, follow_geometry, mirror_permutation
+from fer_annotate.models.tta import mirror_permutation
+from training.augment import AugmentSpec, augment, follow_geometry
 from training.data import EXPR_NAMES, DataError, merge, read_manifest, read_source
 from training.loop import sampling_plan
 

@@ -108,17 +108,6 @@ def _erase(x: Tensor, p: float, uniform) -> Tensor:
     return torch.where(inside.unsqueeze(1).to(x.device), grey.to(x.device), x)
 
 
-def mirror_permutation(names: list[str]) -> list[int]:
-    """For each output, the output it becomes in a mirrored face (...Left <-> ...Right; others stay)."""
-    index = {n: i for i, n in enumerate(names)}
-    swap = {"Left": "Right", "Right": "Left"}
-    out = []
-    for n in names:
-        side = next((s for s in swap if n.endswith(s)), None)
-        out.append(index.get(n[: -len(side)] + swap[side], index[n]) if side else index[n])
-    return out
-
-
 def follow_geometry(task: str, target: Tensor, flip: Tensor, rotation: Tensor, mirror: list[int]) -> Tensor:
     """Targets of augmented images: BS scores of mirrored faces swap sides; POSE roll gains the rotation,
     then mirrored faces negate yaw and roll. Other tasks are unchanged. flip, rotation: [N] per target row."""

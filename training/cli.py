@@ -3,7 +3,7 @@
     fer-train teacher --folders DATA/train --val-folders DATA/val --out RUN
     fer-train student --teacher RUN --students 5 --out RUN2
     fer-train export RUN2 -o BUNDLE
-    fer-train evaluate BUNDLE --folders DATA/val
+    fer-train evaluate BUNDLE [BUNDLE...] --folders DATA/val
 
 Settings come from the defaults, then a TOML file (--config), then the options given. A rerun of the
 same command resumes an interrupted run.
@@ -202,7 +202,8 @@ def teacher(out: str, config_file: str | None, overwrite: bool, **kw) -> None:
 
 @main.command()
 @click.option("--teacher", "teacher_run", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Teacher run folder (or a student run: its last round's ensemble teaches).")
+              help="Teacher run folder (or a student run: its last round's ensemble teaches), or a bundle "
+                   "folder (its members teach; give the data).")
 @click.option("--students", type=POSITIVE_INT, help="Students per round (paper: 5).")
 @click.option("--rounds", type=POSITIVE_INT,
               help="Rounds; each later round distils from the previous round's ensemble.")
@@ -212,11 +213,13 @@ def student(out: str, teacher_run: str, students: int | None, rounds: int | None
             overwrite: bool, **kw) -> None:
     """Distil students from a teacher run: soft labels on every head + ground truth on the batch's task.
 
-    Data, network and input settings default to the teacher's; epochs default to 3 (paper)."""
-    from training.loop import RunError, run_students
+    Data, network and input settings default to the teacher run's (a bundle gives only the network and
+    input); epochs default to 3 (paper)."""
+    from fer_annotate.models.bundle import BundleError
+    from training.loop import RunError, bundle_config, is_bundle, run_students
 
     try:
-        base = read_run_config(teacher_run)
+        base = bundle_config(teacher_run) if is_bundle(teacher_run) else read_run_config(teacher_run)
         data = to_dict(base) | {"epochs": 3, "students": 5, "rounds": 1, "teacher": str(Path(teacher_run).resolve())}
         cfg = apply(TrainConfig(), data)
         if config_file:
@@ -226,7 +229,7 @@ def student(out: str, teacher_run: str, students: int | None, rounds: int | None
             if getattr(cfg, name) != getattr(base, name):
                 raise ValueError(f"--{name} must match the teacher's ({getattr(base, name)}): it sees the same images")
         summary = run_students(cfg, out, overwrite, log=lambda s: click.echo(s, err=True))
-    except (ValueError, DataError, RunError, FileNotFoundError) as e:
+    except (ValueError, DataError, RunError, BundleError, FileNotFoundError) as e:
         _fail(e)
     last = summary["rounds"][-1]
     text = f" ensemble score {last['ensemble_val']['score']:.4f}" if "ensemble_val" in last else ""
@@ -299,23 +302,33 @@ def export(run: str, out: str, name: str | None, template: str | None, box_scale
 
 
 @main.command()
-@click.argument("bundle", type=click.Path(exists=True))
+@click.argument("bundles", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--abaw", multiple=True, help="ABAW root (see --split).")
 @click.option("--split", type=click.Choice(["train", "val"]), default="val", help="ABAW split (default val).")
 @click.option("--manifest", multiple=True, help="CSV manifest.")
 @click.option("--folders", multiple=True, help="Expression folders.")
+@click.option("--tuning", is_flag=True,
+              help="Score only the FER+ tuning split of the data (FER+ train images no training run sees).")
+@click.option("--tta", type=click.Choice(["none", "flip"]),
+              help="Test-time augmentation: flip also runs every member on the mirrored crops (twice the cost); "
+                   "default: the (first) bundle's own.")
+@click.option("--average", type=click.Choice(["probs", "logits"]), default="probs", show_default=True,
+              help="Ensemble mean of probabilities (as fer-annotate) or of logits.")
 @click.option("--metrics", type=click.Choice(["2020", "2022"]), default="2020", help="ABAW metric definitions.")
 @click.option("--device", type=DEVICE, default="cpu")
 @click.option("--threads", type=POSITIVE_INT, default=2)
 @click.option("--cache", help="Folder to cache the decoded images in.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the metrics as JSON here.")
-def evaluate(bundle: str, abaw, split, manifest, folders, metrics, device, threads, cache, json_out) -> None:
-    """ABAW metrics of a bundle (ensemble and each member) on labelled images."""
+def evaluate(bundles, abaw, split, manifest, folders, tuning, tta, average, metrics, device, threads, cache,
+             json_out) -> None:
+    """ABAW metrics of a bundle (ensemble and each member) on labelled images; several bundles are scored
+    as one ensemble of all their members."""
     import torch
 
     from fer_annotate.models.bundle import BundleError
     from training.data import merge, read_source
     from training.evaluation import evaluate_bundle, summary_line
+    from training.tuning import only_tuning
 
     sources = [("abaw", p) for p in abaw] + [("manifest", p) for p in manifest] + [("folders", p) for p in folders]
     if not sources:
@@ -323,7 +336,9 @@ def evaluate(bundle: str, abaw, split, manifest, folders, metrics, device, threa
     try:
         torch.set_num_threads(threads)
         table = merge([read_source(kind, path, split) for kind, path in sources])
-        result = evaluate_bundle(bundle, table, device, metrics, threads, cache)
+        if tuning:
+            table = only_tuning(table)
+        result = evaluate_bundle(list(bundles), table, device, metrics, threads, cache, tta=tta, average=average)
     except (ValueError, DataError, BundleError) as e:
         _fail(e)
     for note in table.notes:
@@ -342,6 +357,75 @@ def evaluate(bundle: str, abaw, split, manifest, folders, metrics, device, threa
             click.echo("    " + " ".join(f"{v:6d}" for v in row))
     if json_out:
         Path(json_out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+@main.command()
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Bundle folder to write.")
+@click.option("--name", help="Bundle name (default: the folder name).")
+@click.option("--members", help="Comma-separated positions among all the sources' members (default: all).")
+@click.option("--tta", type=click.Choice(["none", "flip"]), default="none", show_default=True,
+              help="Test-time augmentation the bundle asks for: flip runs each member on the mirrored crop too.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing bundle folder.")
+def pack(sources, out: str, name: str | None, members: str | None, tta: str, overwrite: bool) -> None:
+    """Write a bundle of the members of other bundles (e.g. a teacher with its students, or one network
+    with flip test-time augmentation); their provenance is kept."""
+    from fer_annotate.models.bundle import BundleError
+    from training.pack import pack_bundle
+
+    try:
+        chosen = [int(v) for v in members.split(",")] if members else None
+        bundle = pack_bundle(list(sources), out, name or Path(out).name, tta, chosen, overwrite)
+    except ValueError:
+        raise click.BadParameter(f"{members!r} is not a comma-separated list of integers",
+                                 param_hint="--members") from None
+    except BundleError as e:
+        _fail(e)
+    click.echo(f"bundle {bundle.name}: {len(bundle.members)} member(s), tta {bundle.tta} -> {out}")
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@click.option("--ferplus", required=True, type=click.Path(exists=True, file_okay=False),
+              help="FER2013 folder with train/, val/ and ferplus_{train,val}.csv.")
+@click.option("--frames-per-s", type=POSITIVE, help="Frames/s of the default run on one thread "
+              "(benchmarks/pipeline_benchmark.py --threads 1), recorded as measured.")
+@click.option("--saw-tuning", is_flag=True,
+              help="The bundle's networks were trained on the tuning split (made before it existed).")
+@click.option("--threads", type=POSITIVE_INT, default=1)
+@click.option("--cache", help="Folder to cache the decoded images in.")
+def figures(bundle: str, ferplus: str, frames_per_s: float | None, saw_tuning: bool, threads: int,
+            cache: str | None) -> None:
+    """Measure a bundle's FER+ validation accuracy and macro-F1, tuning-split accuracy, network passes per
+    face and size, and record them in its manifest (`fer-annotate weights list` prints them)."""
+    import torch
+
+    from fer_annotate.models.bundle import BundleError, load_bundle
+    from training.data import read_manifest
+    from training.evaluation import evaluate_bundle
+    from training.pack import bundle_size_mb, write_figures
+    from training.tuning import only_tuning
+
+    root = Path(ferplus)
+    try:
+        torch.set_num_threads(threads)
+        b = load_bundle(bundle)
+        val = read_manifest(root / "ferplus_val.csv", root / "val")
+        tuning = only_tuning(read_manifest(root / "ferplus_train.csv", root / "train"))
+        tta = b.tta
+        v = evaluate_bundle(bundle, val, threads=threads, cache=cache, tta=tta)["ensemble"]["tasks"]["EXPR"]
+        t = evaluate_bundle(bundle, tuning, threads=threads, cache=cache, tta=tta)["ensemble"]["tasks"]["EXPR"]
+        values = {"network_passes": len(b.members) * (2 if tta == "flip" else 1),
+                  "ferplus_val_acc": round(v["acc"], 4), "ferplus_val_macro_f1": round(v["f1"], 4),
+                  "ferplus_val_images": len(val), "tuning_acc": round(t["acc"], 4),
+                  "tuning_macro_f1": round(t["f1"], 4), "tuning_images": len(tuning),
+                  "tuning_seen_in_training": saw_tuning, "size_mb": round(bundle_size_mb(b), 1)}
+        if frames_per_s is not None:
+            values["frames_per_s"] = frames_per_s
+        recorded = write_figures(bundle, values)
+    except (ValueError, DataError, BundleError) as e:
+        _fail(e)
+    click.echo(f"{bundle}: " + ", ".join(f"{k} {v}" for k, v in recorded.items()))
 
 
 @main.command()
@@ -376,7 +460,8 @@ def label(teacher: str, manifests, folders, model, device, out) -> None:
                 labels = label_mediapipe(table.paths, model, advance)
             else:
                 labels = label_bundle(table.paths, teacher, device, advance)
-        found = write_labels(out, table.paths, labels, expression_columns(table))
+        names = {"ferplus_name": table.ferplus_names} if table.ferplus_names else {}
+        found = write_labels(out, table.paths, labels, names | expression_columns(table))
     except (GeometryError, DataError, ValueError) as e:
         _fail(e)
     click.echo(f"{out}: {len(table)} images, {found} labelled by {teacher} ({found / max(len(table), 1):.1%})")

@@ -64,6 +64,7 @@ class LabelTable:
     bs: np.ndarray | None = None  # [N, B] float32 blendshape scores in [0, 1], NaN = missing
     pose: np.ndarray | None = None  # [N, 3] float32 yaw, pitch, roll in degrees, NaN = missing
     bs_names: list[str] = field(default_factory=list)
+    ferplus_names: list[str] = field(default_factory=list)  # FER+ image name per row ("" = none); [] = no column
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -103,6 +104,7 @@ class LabelTable:
             bs=None if self.bs is None else self.bs[index],
             pose=None if self.pose is None else self.pose[index],
             bs_names=list(self.bs_names),
+            ferplus_names=[self.ferplus_names[i] for i in index] if self.ferplus_names else [],
         )
 
     def expr_targets(self, votes: bool = True) -> np.ndarray:
@@ -210,7 +212,8 @@ def read_manifest(csv_path: str | Path, images: str | Path | None = None) -> Lab
     """A CSV manifest: an image path column (relative to `images`, default the CSV's folder) plus any of
     AU columns, `expression` (name or index in paper order) or per-class vote columns, `valence`,
     `arousal`, blendshape columns `bs_<name>` and head pose `pose_yaw, pose_pitch, pose_roll`.
-    Empty cells are missing labels.
+    Empty cells are missing labels. A `ferplus_name` column (the image's name in the FER+ release) is
+    kept: it decides the tuning split (training/tuning.py).
 
     Vote columns (counts or probabilities named by class, e.g. FER+'s `neutral, happiness, ..., contempt,
     unknown, NF`) give the expression target as the vote distribution over the 7 classes and the label
@@ -245,6 +248,7 @@ def read_manifest(csv_path: str | Path, images: str | Path | None = None) -> Lab
     if (v_col is None) != (a_col is None):
         raise DataError(f"{csv_path}:1: valence and arousal columns come together")
     bs_cols = [i for i, h in enumerate(lower) if h.startswith("bs_")]
+    name_col = lower.index("ferplus_name") if "ferplus_name" in lower else None
     pose_cols = [lower.index(c) for c in POSE_COLUMNS if c in lower]
     if pose_cols and len(pose_cols) != 3:
         raise DataError(f"{csv_path}:1: head pose needs all of {', '.join(POSE_COLUMNS)}")
@@ -256,6 +260,7 @@ def read_manifest(csv_path: str | Path, images: str | Path | None = None) -> Lab
     soft = np.full((n, len(EXPR_NAMES)), np.nan, np.float32) if votes else None
     bs = np.full((n, len(bs_cols)), np.nan, np.float32) if bs_cols else None
     pose = np.full((n, 3), np.nan, np.float32) if pose_cols else None
+    names = [""] * n if name_col is not None else []
     vote_class = [EXPR_NAMES.index(c) if c in EXPR_NAMES else -1 for c in votes.values()]
     keep = np.zeros(n, bool)
     paths: list[str] = []
@@ -271,6 +276,8 @@ def read_manifest(csv_path: str | Path, images: str | Path | None = None) -> Lab
         image = Path(row[path_col].strip())
         image = image if image.is_absolute() else root / image
         paths.append(str(image))
+        if name_col is not None:
+            names[r] = row[name_col].strip()
         if not image.is_file():
             missing_image += 1
             continue
@@ -332,7 +339,7 @@ def read_manifest(csv_path: str | Path, images: str | Path | None = None) -> Lab
         what = "rows dropped, majority vote" if votes else "expression labels"
         notes.append(f"{csv_path}: {skipped_class} {what} outside the 7 classes (contempt, unknown, NF, ...)")
     table = LabelTable(paths, au, expr, va, au_names=au_names, notes=notes, expr_soft=soft, bs=bs, pose=pose,
-                       bs_names=[header[i][3:] for i in bs_cols])
+                       bs_names=[header[i][3:] for i in bs_cols], ferplus_names=names)
     return table.subset(keep)
 
 
@@ -522,6 +529,8 @@ def merge(tables: list[LabelTable]) -> LabelTable:
         bs=stacked(lambda t: t.bs, len(bs_names)),
         pose=stacked(lambda t: t.pose, 3),
         bs_names=list(bs_names),
+        ferplus_names=([n for t in tables for n in (t.ferplus_names or [""] * len(t))]
+                       if any(t.ferplus_names for t in tables) else []),
     )
 
 

@@ -64,6 +64,12 @@ def _teacher_provenance(run: Path) -> dict:
             "val": summary["val"], "train_counts": meta["train_counts"], "val_counts": meta["val_counts"]}
 
 
+def _teacher_bs_names(cfg) -> list[str] | None:
+    """The blendshape names of a bundle teacher: a student whose data has no blendshapes learns its BS head
+    from the teacher alone."""
+    return load_bundle(cfg.teacher).bs_names or None if cfg.teacher and is_bundle(cfg.teacher) else None
+
+
 def export_run(
     run: str | Path,
     out: str | Path,
@@ -119,7 +125,8 @@ def export_run(
         provenance["commands"]["student"] = cfg.command
         provenance["teacher"] = {"bundle": str(cfg.teacher), "provenance": load_bundle(cfg.teacher).provenance}
         provenance["students"] = {"count": cfg.students, "epochs": cfg.epochs, "config": to_dict(cfg),
-                                  "init": "each student from the matching member of the teacher bundle"}
+                                  "init": ("each student from the matching member of the teacher bundle"
+                                           if cfg.init_members else cfg.init)}
     elif cfg.teacher:
         provenance["commands"]["teacher"] = read_run_config(Path(cfg.teacher)).command
         provenance["commands"]["student"] = cfg.command
@@ -141,6 +148,7 @@ def export_run(
         au_names=meta["au_names"] or None, expr_names=meta["expr_names"], va_bins=cfg.loss.va_bins,
         au_thresholds=[float(np.round(t, 6)) for t in thresholds] or None, provenance=provenance,
         temporal=TemporalSpec("cnn_rnn", cfg.seq_len) if cfg.cnn else None, overwrite=overwrite,
-        bs_names=meta.get("bs_names") or None,
+        bs_names=meta.get("bs_names") or _teacher_bs_names(cfg),
+        tta=load_bundle(cfg.init).tta if cfg.init_members else "none",  # adapted members keep their bundle's TTA
     )
     return bundle, metrics

@@ -22,6 +22,27 @@ def _summary(bundle: Bundle) -> str:
             f"tasks {', '.join(bundle.tasks)}, temporal {bundle.temporal.kind}, at {bundle.path}")
 
 
+# `weights list` columns from a manifest's figures: (header, key, format).
+FIGURE_COLUMNS = [
+    ("nets", "network_passes", "{:d}"),
+    ("val acc", "ferplus_val_acc", "{:.3f}"),
+    ("val F1", "ferplus_val_macro_f1", "{:.3f}"),
+    ("tuning", "tuning_acc", "{:.3f}"),
+    ("fps", "frames_per_s", "{:.1f}"),
+    ("MB", "size_mb", "{:.0f}"),
+]
+
+
+def _figure(value: object, fmt: str) -> str:
+    """A manifest figure as printed ("-" when the bundle does not record it)."""
+    if value is None:
+        return "-"
+    try:
+        return fmt.format(value)
+    except (ValueError, TypeError):
+        return str(value)
+
+
 @click.group("weights", cls=Group)
 def weights() -> None:
     """Model weights: list the known bundles, download, import the authors' files, verify.
@@ -32,19 +53,32 @@ def weights() -> None:
 
 @weights.command("list")
 def list_cmd() -> None:
-    """Known bundles (shipped, downloadable) and bundles in the cache, with their state."""
+    """Known bundles (shipped, downloadable) and bundles in the cache, with their state and, where the
+    manifest records them, accuracy (FER+ validation, tuning split), speed and size."""
+    from rich import box
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table()
-    for column in ("name", "kind", "status"):
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("name", "state"):
         table.add_column(column, no_wrap=True)
-    table.add_column("path", overflow="fold")
-    table.add_column("description")
-    for row in W.list_weights():
-        table.add_row(*(escape(str(cell)) for cell in (row.name, row.kind, row.status, row.path, row.description)))
-    Console().print(table)
+    for column, _, _ in FIGURE_COLUMNS:
+        table.add_column(column, justify="right", no_wrap=True)
+    rows = W.list_weights()
+    for row in rows:
+        state = row.kind if row.status == "available" else row.status
+        figures = [_figure(row.figures.get(key), fmt) for _, key, fmt in FIGURE_COLUMNS]
+        if row.figures.get("tuning_seen_in_training") and figures[3] != "-":
+            figures[3] += "*"
+        table.add_row(*(escape(str(cell)) for cell in (row.name, state, *figures)))
+    console = Console()
+    console.print(table)
+    console.print("nets: networks run per face (flip TTA counts twice); val: FER+ validation majority-vote accuracy "
+                  "and macro-F1; tuning: the FER+ tuning split (*: the networks trained on it); fps: frames/s of "
+                  "the default run on one thread, as measured (the manifest says where).")
+    for row in rows:
+        console.print(f"[bold]{escape(row.name)}[/bold] {escape(row.description)} ({escape(str(row.path))})")
 
 
 @weights.command("pull")

@@ -28,6 +28,7 @@ EXPR_NAMES = ["neutral", "anger", "disgust", "fear", "happiness", "sadness", "su
 AU_NAMES_2020 = ["AU01", "AU02", "AU04", "AU06", "AU12", "AU15", "AU20", "AU25"]
 AU_NAMES_2021 = ["AU01", "AU02", "AU04", "AU06", "AU07", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26"]
 TEMPORAL_KINDS = ("none", "cnn_rnn")
+TTA_KINDS = ("none", "flip")
 
 
 class BundleError(Exception):
@@ -89,6 +90,8 @@ class Bundle:
     members: list[MemberFile]
     provenance: dict
     bs_names: list[str] = field(default_factory=list)  # blendshape names of a BS head (MediaPipe's order)
+    tta: str = "none"  # test-time augmentation: "none" | "flip" (each member also sees the mirrored crop)
+    figures: dict = field(default_factory=dict)  # measured accuracy, speed and size (fer-train figures)
 
     @property
     def manifest_path(self) -> Path:
@@ -155,6 +158,9 @@ def _validate(b: Bundle, where: Path) -> None:
         raise BundleError(f"{where}: network heads: {exc}") from None
     _check(b.tasks == list(heads), where, f"tasks {b.tasks} do not match the network heads {list(heads)}")
     _check(b.temporal.kind in TEMPORAL_KINDS, where, f"unknown temporal kind {b.temporal.kind!r}")
+    _check(b.temporal.seq_len >= 1, where, "temporal seq_len must be >= 1")
+    _check(b.tta in TTA_KINDS, where, f"tta must be one of {list(TTA_KINDS)}, not {b.tta!r}")
+    _check(b.tta == "none" or b.temporal.kind == "none", where, "tta flip needs a per-frame bundle (temporal none)")
     _check(b.input.colour in ("rgb", "gray"), where, f"input colour must be rgb or gray, not {b.input.colour!r}")
     n_ch = 1 if b.input.colour == "gray" else 3
     _check(len(b.input.mean) == n_ch and len(b.input.std) == n_ch, where, f"input mean/std need {n_ch} values")
@@ -228,7 +234,7 @@ def load_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
     version = data.get("schema_version")
     _check(version == SCHEMA_VERSION, manifest,
            f"unknown manifest schema_version {version!r} (this fer-annotate reads {SCHEMA_VERSION})")
-    required = {f.name for f in fields(Bundle)} - {"path", "bs_names"}
+    required = {f.name for f in fields(Bundle)} - {"path", "bs_names", "tta", "figures"}
     missing = sorted(required - set(data))
     _check(not missing, manifest, f"missing field(s) {missing}")
     members = data["members"]
@@ -249,6 +255,8 @@ def load_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
             members=[_dataclass_from(MemberFile, m, manifest, "members[]") for m in members],
             provenance=dict(data["provenance"]),
             bs_names=[str(n) for n in data.get("bs_names", [])],
+            tta=str(data.get("tta", "none")),
+            figures=dict(data.get("figures", {})),
         )
     except (TypeError, ValueError) as exc:
         raise BundleError(f"{manifest}: bad field value ({exc})") from None
@@ -330,6 +338,8 @@ def save_bundle(
     provenance: dict | None = None,
     overwrite: bool = False,
     bs_names: list[str] | None = None,
+    tta: str = "none",
+    figures: dict | None = None,
 ) -> Bundle:
     """Write a bundle folder atomically: member state dicts (checked against the network) + manifest.
 
@@ -360,6 +370,8 @@ def save_bundle(
         members=[],
         provenance=dict(provenance or {}),
         bs_names=list(bs_names or []) if "BS" in heads else [],
+        tta=tta,
+        figures=dict(figures or {}),
     )
     _check(bool(state_dicts), path, "no member state dicts to save")
     _validate(bundle, path / MANIFEST)

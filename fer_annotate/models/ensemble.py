@@ -17,6 +17,7 @@ from torch import Tensor
 from fer_annotate.models.bundle import Bundle, load_members
 from fer_annotate.models.fuse import Traced, fold_batchnorm, fuse_for_cpu
 from fer_annotate.models.networks import POSE_SCALE, MultitaskCNNRNN, va_expectation
+from fer_annotate.models.tta import mirror_permutation, unmirror
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 
@@ -110,6 +111,10 @@ def combine(logits: list[dict[str, Tensor]], va_bins: int = 20) -> EnsembleOutpu
 class Ensemble:
     """A bundle's members on a device: `ensemble(crops)` -> EnsembleOutput.
 
+    A bundle with tta "flip" runs every member on the crop and on its mirror image (twice the model time)
+    and averages both (tta.unmirror maps the mirrored outputs back: blendshape sides swap, yaw and roll
+    change sign).
+
     At load every BatchNorm that follows a convolution is folded into it and the CNNs are put in
     channels_last (both devices: on CPU it makes max-pooling and the convolutions ~20 % faster). On CUDA
     the members run with bfloat16 autocast; on CPU in float32 (see README, "Speed and memory", for the
@@ -137,6 +142,7 @@ class Ensemble:
         self.fused = False
         if self.device.type == "cpu":
             self._fuse()
+        self.mirror = mirror_permutation(bundle.bs_names)
 
     def preprocess(self, crops: Tensor) -> Tensor:
         """uint8 RGB crops [M, 3, S, S] -> normalised float input per the bundle's InputSpec."""
@@ -181,6 +187,8 @@ class Ensemble:
                 member_logits, member_hidden = net.forward_hidden(x)
                 logits.append(member_logits)
                 hidden.append(member_hidden)
+                if self.bundle.tta == "flip":  # the mirrored crop, its outputs mapped back to this face
+                    logits.append(unmirror(net.forward_hidden(x.flip(-1))[0], self.mirror))
         out = combine(logits, self.bundle.va_bins)
         if self.temporal:
             per_member = [torch.stack([h[t].float() for t in self.bundle.tasks], 1) for h in hidden]

@@ -7,6 +7,7 @@ converted into a bundle in the cache: `$FER_ANNOTATE_CACHE` (default ~/.cache/fe
 `.pth` files are read with `torch.load(weights_only=True)`: tensors only, never arbitrary pickles.
 """
 
+import json
 import logging
 import os
 import tomllib
@@ -260,6 +261,16 @@ class Listing:
     status: str  # available | not cached | missing
     path: Path
     description: str
+    figures: dict = field(default_factory=dict)  # the manifest's measured accuracy, speed and size
+
+
+def _figures(folder: Path) -> dict:
+    """The `figures` of a bundle folder's manifest (empty when absent or unreadable)."""
+    try:
+        data = json.loads((folder / "bundle.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data.get("figures", {}) if isinstance(data, dict) and isinstance(data.get("figures"), dict) else {}
 
 
 def list_weights(registry: Registry | None = None) -> list[Listing]:
@@ -270,12 +281,14 @@ def list_weights(registry: Registry | None = None) -> list[Listing]:
         where = registry.location(name)
         present = (where / "bundle.json").is_file()
         status = "available" if present else ("missing" if entry.shipped else "not cached")
-        rows.append(Listing(name, "shipped" if entry.shipped else "download", status, where, entry.description))
+        rows.append(Listing(name, "shipped" if entry.shipped else "download", status, where, entry.description,
+                            _figures(where) if present else {}))
     cached = cache_dir() / "bundles"
     if cached.is_dir():
         for folder in sorted(cached.iterdir()):
             if folder.name not in registry.entries and (folder / "bundle.json").is_file():
-                rows.append(Listing(folder.name, "local", "available", folder, "in the cache, not in the registry"))
+                rows.append(Listing(folder.name, "local", "available", folder, "in the cache, not in the registry",
+                                    _figures(folder)))
     return rows
 
 
