@@ -212,10 +212,10 @@ class Video:
     def batches(self, indices: np.ndarray, batch_size: int = 16) -> Iterator[FrameBatch]:
         """Decode the chosen frames in order, batch by batch (memory stays flat: decord's frames are decoded
         forward with PyAV, `stream.ForwardReader`, where the two agree on the frames' times)."""
-        reader, forward = self._read, None
+        forward = None
         if self._reader is not None and len(indices):
             forward = ForwardReader(self.path, self.times, self._threads or 1, self._read)
-            reader = forward.read
+        reader = forward.read if forward is not None else self._read
         try:
             for s in range(0, len(indices), batch_size):
                 chunk = indices[s : s + batch_size]
