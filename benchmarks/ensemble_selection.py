@@ -41,7 +41,7 @@ def network_logits(bundle_paths: list[str], table: LabelTable, cache: str | None
             for start in range(0, len(table), batch):
                 crops = torch.from_numpy(np.array(images[start : start + batch])).permute(0, 3, 1, 2).contiguous()
                 x = ens.preprocess(crops)
-                p.append(net(x)["EXPR"].float())
+                p.append(net.forward_hidden(x)[0]["EXPR"].float())
                 f.append(flipped_logits(net, x, mirror)["EXPR"].float())
             plain.append(torch.cat(p))
             flipped.append(torch.cat(f))

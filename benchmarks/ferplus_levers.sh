@@ -28,7 +28,7 @@ PY
 COMMON=(--students 1 --epochs 2 --steps-per-epoch 150 --batch-size 64 --lr 2e-3 --betas '[0.9,0.999]'
   --weight-decay 0.05 --schedule onecycle --zoom 1,1.15 --rotate 10 --erase 0.25 --balance none --threads 1
   --cache "$W/../cache" "${TRAIN[@]}" --val-manifest "$W/ferplus_tuning.csv")
-[ -f "$W/levers.md" ] || printf '| lever | proxy setup | tuning acc | tuning F1 | FER+ val acc | FER+ val F1 | command |\n|---|---|---|---|---|---|---|\n' > "$W/levers.md"
+[ -f "$W/levers.md" ] || printf '| lever | proxy setup | tuning acc | tuning F1 | FER+ val acc | FER+ val F1 | options beyond the common ones |\n|---|---|---|---|---|---|---|\n' > "$W/levers.md"
 
 lever() {  # lever NAME "SETUP TEXT" TEACHER_BUNDLE [extra fer-train student options]
   local name=$1 setup=$2 teacher=$3
@@ -39,7 +39,9 @@ lever() {  # lever NAME "SETUP TEXT" TEACHER_BUNDLE [extra fer-train student opt
   [ -f "$W/$name.bundle/bundle.json" ] || nice -n 10 fer-train export "$W/$name" -o "$W/$name.bundle" --overwrite
   nice -n 10 fer-train evaluate "$W/$name.bundle" "${TRAIN[@]}" --tuning --threads 1 --cache "$W/../cache" --json "$W/$name.tuning.json" > /dev/null
   nice -n 10 fer-train evaluate "$W/$name.bundle" --manifest "$F/ferplus_val.csv@$F/val" --threads 1 --cache "$W/../cache" --json "$W/$name.val.json" > /dev/null
-  python - "$W" "$name" "$setup" "${*:-}" <<'PY' >> "$W/levers.md"
+  local shown="${*:-}"
+  shown=${shown//$W\//}
+  python - "$W" "$name" "$setup" "$shown" <<'PY' >> "$W/levers.md"
 import json, sys
 w, name, setup, extra = sys.argv[1:]
 t = json.load(open(f"{w}/{name}.tuning.json"))["ensemble"]["tasks"]["EXPR"]
@@ -49,12 +51,16 @@ PY
 }
 
 T=weights/ferplus-fast
+loss() {  # loss NAME DISTILL TRUTH: a TOML file of the loss mix for --config, named in the table
+  printf '[loss]\ndistill = %s\ntruth = %s\n' "$2" "$3" > "$W/$1.toml"
+  echo "$W/$1.toml"
+}
 want() { [ $# -eq 0 ] || [[ " ${LEVERS[*]} " == *" $1 "* ]]; }
 LEVERS=("$@")
 want baseline && lever baseline "T 1.5, 0.4 soft + 0.6 votes (shipped recipe)" $T
-want no-distill && lever no-distill "votes only on EXPR (soft weight 0)" $T --config <(printf '[loss]\ndistill = 0.0\ntruth = 1.0\n')
-want soft-t2 && lever soft-t2 "soft weight x T^2 (0.9 soft + 0.6 votes)" $T --config <(printf '[loss]\ndistill = 0.9\ntruth = 0.6\n')
-want temp4 && lever temp4 "T 4, soft weight x T^2 (6.4 soft + 0.6 votes)" $T --temperature 4 --config <(printf '[loss]\ndistill = 6.4\ntruth = 0.6\n')
+want no-distill && lever no-distill "votes only on EXPR (soft weight 0)" $T --config "$(loss no-distill 0.0 1.0)"
+want soft-t2 && lever soft-t2 "soft weight x T^2 (0.9 soft + 0.6 votes)" $T --config "$(loss soft-t2 0.9 0.6)"
+want temp4 && lever temp4 "T 4, soft weight x T^2 (6.4 soft + 0.6 votes)" $T --temperature 4 --config "$(loss temp4 6.4 0.6)"
 want longer && lever longer "4 epochs x 150 steps (twice the budget)" $T --epochs 4
 want balance && lever balance "EXPR classes balanced in sampling" $T --balance EXPR
 [ -d "$W/../bundles/teacher-and-students" ] && want ens-teacher && lever ens-teacher "soft labels of teacher + 5 students (6 networks)" "$W/../bundles/teacher-and-students"

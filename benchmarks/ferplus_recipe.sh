@@ -74,7 +74,12 @@ step export-teacher fer-train export "$W/runs/teacher" -o "$W/bundles/teacher" -
 #    abandoned student; an interrupted one resumes).
 STUDENTS=(student --teacher "$W/runs/teacher" --students 5 --epochs 10 --lr 2e-3 --schedule onecycle --threads 1
   --out "$W/runs/students")
-students() { fer-train "${STUDENTS[@]}" & fer-train "${STUDENTS[@]}"; wait; }
+students() {  # two processes; fails when either does
+  fer-train "${STUDENTS[@]}" &
+  local other=$!
+  fer-train "${STUDENTS[@]}"
+  wait "$other"
+}
 step students students
 step export-students fer-train export "$W/runs/students" -o "$W/bundles/students" --name students --overwrite
 

@@ -97,13 +97,13 @@ def test_flipped_logits_map_mirrored_faces_back():
     mirror = mirror_permutation(names)
 
     class Net(torch.nn.Module):
-        def forward(self, x):  # left half brightness drives ...Left and yaw
+        def forward_hidden(self, x):  # left half brightness drives ...Left and yaw
             left, right = x[..., :2].mean((1, 2, 3)), x[..., 2:].mean((1, 2, 3))
             return {"BS": torch.stack([left, right, left + right], 1),
-                    "POSE": torch.stack([left - right, left + right, right - left], 1)}
+                    "POSE": torch.stack([left - right, left + right, right - left], 1)}, {}
 
     x = torch.zeros(1, 1, 4, 4)
     x[..., :2] = 1.0
-    out, back = Net()(x), flipped_logits(Net(), x, mirror)
+    out, back = Net().forward_hidden(x)[0], flipped_logits(Net(), x, mirror)
     torch.testing.assert_close(back["BS"], out["BS"])
     torch.testing.assert_close(back["POSE"], out["POSE"])

@@ -136,7 +136,8 @@ def evaluate_bundle(
         for start in range(0, len(table), batch):
             crops = torch.from_numpy(np.array(images[start : start + batch])).permute(0, 3, 1, 2).contiguous()
             x = ensembles[0].preprocess(crops)
-            views = [[net(x)] + ([flipped_logits(net, x, mirror)] if tta == "flip" else []) for net in nets]
+            views = [[net.forward_hidden(x)[0]] + ([flipped_logits(net, x, mirror)] if tta == "flip" else [])
+                     for net in nets]
             if average == "logits":
                 views = [[average_logits(v)] for v in views]
                 outs.append(combine([average_logits([v[0] for v in views])], bundle.va_bins))

@@ -17,7 +17,7 @@ from torch import Tensor
 from fer_annotate.models.bundle import Bundle, load_members
 from fer_annotate.models.fuse import Traced, fold_batchnorm, fuse_for_cpu
 from fer_annotate.models.networks import POSE_SCALE, MultitaskCNNRNN, va_expectation
-from fer_annotate.models.tta import mirror_permutation, unmirror
+from fer_annotate.models.tta import flipped_logits, mirror_permutation
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 
@@ -188,7 +188,7 @@ class Ensemble:
                 logits.append(member_logits)
                 hidden.append(member_hidden)
                 if self.bundle.tta == "flip":  # the mirrored crop, its outputs mapped back to this face
-                    logits.append(unmirror(net.forward_hidden(x.flip(-1))[0], self.mirror))
+                    logits.append(flipped_logits(net, x, self.mirror))
         out = combine(logits, self.bundle.va_bins)
         if self.temporal:
             per_member = [torch.stack([h[t].float() for t in self.bundle.tasks], 1) for h in hidden]

@@ -30,5 +30,6 @@ def unmirror(logits: dict[str, Tensor], mirror: list[int]) -> dict[str, Tensor]:
 
 
 def flipped_logits(net: nn.Module, x: Tensor, mirror: list[int]) -> dict[str, Tensor]:
-    """A network's logits on the horizontally mirrored input x [N, C, H, W], mapped back (unmirror)."""
-    return unmirror(net(x.flip(-1)), mirror)
+    """A member's logits (`forward_hidden`, eager or fused) on the horizontally mirrored input x [N, C, H, W],
+    mapped back (unmirror)."""
+    return unmirror(net.forward_hidden(x.flip(-1))[0], mirror)
