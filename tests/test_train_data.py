@@ -118,6 +118,18 @@ def test_manifest_partial_labels(tmp_path):
     assert any("outside the 7 classes" in n for n in t.notes)
 
 
+def test_manifest_blendshape_labels_skip_spread_and_raw_columns(tmp_path):
+    """An annotation table used as labels: bs_std and the unsmoothed bs_*_raw copies are not blendshapes."""
+    _image(tmp_path / "img" / "a.png")
+    (tmp_path / "m.csv").write_text(
+        "path,bs_jawOpen,bs_eyeBlinkLeft,bs_std,bs_eyeBlinkLeft_raw\n"
+        "img/a.png,0.25,0.5,0.01,0.75\n"
+    )
+    t = read_manifest(tmp_path / "m.csv")
+    assert t.bs_names == ["jawOpen", "eyeBlinkLeft"]
+    assert t.bs[0].tolist() == [0.25, 0.5]
+
+
 @pytest.mark.parametrize(
     "body,line,message",
     [

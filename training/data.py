@@ -247,7 +247,8 @@ def read_manifest(csv_path: str | Path, images: str | Path | None = None) -> Lab
     a_col = lower.index("arousal") if "arousal" in lower else None
     if (v_col is None) != (a_col is None):
         raise DataError(f"{csv_path}:1: valence and arousal columns come together")
-    bs_cols = [i for i, h in enumerate(lower) if h.startswith("bs_")]
+    # an annotation table's ensemble spread (bs_std) and unsmoothed copies (bs_*_raw) are not labels
+    bs_cols = [i for i, h in enumerate(lower) if h.startswith("bs_") and h != "bs_std" and not h.endswith("_raw")]
     name_col = lower.index("ferplus_name") if "ferplus_name" in lower else None
     pose_cols = [lower.index(c) for c in POSE_COLUMNS if c in lower]
     if pose_cols and len(pose_cols) != 3:
