@@ -41,3 +41,14 @@ def test_forward_reader_stops_where_times_disagree(shared_dir: Path) -> None:
     forward = ForwardFrames(str(clean), video.times)
     assert forward.take(np.arange(4)).shape[0] == 4
     forward.close()
+
+
+def test_rotated_video_batches_are_decords_upright_frames(shared_dir: Path, tmp_path: Path) -> None:
+    from test_render_sources import sideways_clip
+
+    path = sideways_clip(shared_dir / "fixtures" / "videos" / "pyfeat_single_face.mp4", tmp_path / "phone.mp4")
+    video = Video(path, threads=1)
+    indices = np.arange(video.info.n_frames)
+    got = np.concatenate([b.frames for b in video.batches(indices, 4)])
+    assert got.shape[1:3] == (360, 640)
+    np.testing.assert_array_equal(got, _decord_frames(Video(path, threads=1), indices))

@@ -10,12 +10,15 @@ Frames are matched to decord's index by their presentation time: each decoded fr
 container time decord gave that index. Where they disagree (an edit list that hides frames from one of
 them, a frame without a time) the rest of the video is read with decord, as before, so the frames and
 times of a video never depend on which reader served them. The RGB pixels are the same bytes as decord's
-(both convert with FFmpeg's swscale; checked on the fixture videos).
+(both convert with FFmpeg's swscale; checked on the fixture videos), turned upright by the display matrix
+as decord turns them (`video_pyav.upright`).
 """
 
 from collections.abc import Callable, Iterator
 
 import numpy as np
+
+from fer_annotate.media.video_pyav import upright
 
 
 class ForwardFrames:
@@ -64,7 +67,7 @@ class ForwardFrames:
                     return None
                 self.position = index
                 if index == wanted:
-                    out.append(frame.to_ndarray(format="rgb24"))
+                    out.append(upright(frame))
         return np.stack(out)
 
     def close(self) -> None:

@@ -269,9 +269,12 @@ def run_local(spec: WorkerSpec, jobs: list[Job], workers: int, overwrite: bool =
     report = JobReport()
     running: dict[Future, tuple[int, int]] = {}
     try:
-        for pool in pools:
+        # Every pool starts its process at its first submit: ask them all before waiting for any, so the
+        # workers import and load their models at once rather than one after another.
+        probes = [pool.submit(_local_ready) for pool in pools]
+        for probe in probes:
             try:
-                error = pool.submit(_local_ready).result()
+                error = probe.result()
             except BrokenProcessPool:
                 error = "a worker process died while loading the models"
             if error:
