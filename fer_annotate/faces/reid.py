@@ -15,13 +15,14 @@ their first appearance, from 0, per video. Without the model (the extra not inst
 `reid="none"`), person_id equals face_id and the sidecar says so.
 """
 
-import hashlib
 import importlib.util
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from fer_annotate.files.fetch import sha256_file
 
 REID_METHODS = ("dlib", "none")
 MODEL_FILES = ("dlib_face_recognition_resnet_model_v1.dat", "shape_predictor_5_face_landmarks.dat")
@@ -85,17 +86,9 @@ class FaceEmbedder:
     def describe(self) -> dict:
         """The model files and their SHA-256 (recorded in the sidecar)."""
         if not self._hashes:
-            self._hashes = {p.name: _sha256(p) for p in self.files}
+            self._hashes = {p.name: sha256_file(p) for p in self.files}
         return {"package": "face-recognition-models", "licence": "CC0-1.0 (public domain), Davis King",
                 "files": self._hashes}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_embedder(config: PersonConfig) -> tuple[FaceEmbedder | None, str]:
