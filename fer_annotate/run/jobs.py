@@ -158,10 +158,10 @@ def run_job(
     settings = annotator.settings()
     try:
         check_names(job.output)
-        if not overwrite:
-            before = _existing(job, settings)
-            if before is not None:
-                return before
+        # Refusals are decided under the lock only: while another run holds it, its table may be in
+        # place a moment before its sidecar, which would look like a file that is not ours.
+        if not overwrite and examine(job.output, job.video, settings).state == "complete":
+            return JobResult(job, "skipped", SKIP_COMPLETE)
         with OutputLock(job.output):
             if not overwrite:  # another run may have finished it meanwhile
                 before = _existing(job, settings)
