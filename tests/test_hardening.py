@@ -163,7 +163,8 @@ def test_output_suffix_decides_the_format(torch_home: Path, tmp_path: Path) -> N
 def test_large_frames_get_smaller_batches(torch_home: Path, tmp_path: Path) -> None:
     budget = 256 << 20
     assert frames_per_batch(16, budget, 640, 360) == 16
-    assert frames_per_batch(16, budget, 3840, 2160) == 2
+    assert frames_per_batch(16, budget, 1920, 1080) == 6  # 7 batches in flight (3 threads, 2 queues of 2)
+    assert frames_per_batch(16, budget, 3840, 2160) == 1
     assert frames_per_batch(16, budget, 16000, 16000) == 1
     video = make_video(tmp_path / "uhd.mp4", 3840, 2160, frames=5)
     result = invoke([video, "-o", tmp_path / "uhd.csv", *FAST])

@@ -7,6 +7,7 @@ Decisions (AU 1 where probability > the bundle's threshold, expression = argmax)
 by `decide`, so that they can be recomputed after temporal smoothing.
 """
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
@@ -122,9 +123,15 @@ class Ensemble:
     to 1e-4, else that member stays eager). The execution form is decided here, from the bundle and the
     device alone, and never changes afterwards: a video's numbers do not depend on what the process ran
     before it (alone, in a folder, in a worker or on Ray give the same bytes).
+
+    With `threads` > 1 on CPU the members run on that many threads at once, each member's operators on one
+    thread (torch's intra-op pool is one thread in a run): on two cores the members of a batch then share
+    both cores with the detection stage instead of queueing behind each other. Every member computes
+    exactly as it would alone, and the outputs are combined in member order, so the numbers are the same
+    bytes with any `threads`.
     """
 
-    def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", max_batch: int = 256):
+    def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", max_batch: int = 256, threads: int = 1):
         self.bundle = bundle
         self.device = torch.device(device)
         self.max_batch = max_batch
@@ -143,6 +150,9 @@ class Ensemble:
         if self.device.type == "cpu":
             self._fuse()
         self.mirror = mirror_permutation(bundle.bs_names)
+        passes = len(self.cnns) * (2 if bundle.tta == "flip" else 1)
+        parallel = self.device.type == "cpu" and threads > 1 and passes > 1
+        self.pool = ThreadPoolExecutor(min(threads, len(self.cnns)), "fer-member") if parallel else None
 
     def preprocess(self, crops: Tensor) -> Tensor:
         """uint8 RGB crops [M, 3, S, S] -> normalised float input per the bundle's InputSpec."""
@@ -179,16 +189,24 @@ class Ensemble:
             self.members = self.cnns
         self.fused = any(isinstance(net, Traced) for net in self.cnns)
 
+    def _member(self, net: torch.nn.Module, x: Tensor) -> tuple[list[dict], dict]:
+        """One member's logits (and, with flip TTA, those of the mirrored crop mapped back) and hidden features;
+        on any thread (inference mode and autocast are per thread, so they are entered here)."""
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):
+            member_logits, member_hidden = net.forward_hidden(x)
+            logits = [member_logits]
+            if self.bundle.tta == "flip":  # the mirrored crop, its outputs mapped back to this face
+                logits.append(flipped_logits(net, x, self.mirror))
+        return logits, member_hidden
+
     def _run(self, crops: Tensor) -> EnsembleOutput:
         x = self.preprocess(crops)
-        logits, hidden = [], []
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):
-            for net in self.cnns:
-                member_logits, member_hidden = net.forward_hidden(x)
-                logits.append(member_logits)
-                hidden.append(member_hidden)
-                if self.bundle.tta == "flip":  # the mirrored crop, its outputs mapped back to this face
-                    logits.append(flipped_logits(net, x, self.mirror))
+        if self.pool is not None:
+            per_member = list(self.pool.map(lambda net: self._member(net, x), self.cnns))
+        else:
+            per_member = [self._member(net, x) for net in self.cnns]
+        logits = [m for member_logits, _ in per_member for m in member_logits]
+        hidden = [member_hidden for _, member_hidden in per_member]
         out = combine(logits, self.bundle.va_bins)
         if self.temporal:
             per_member = [torch.stack([h[t].float() for t in self.bundle.tasks], 1) for h in hidden]

@@ -54,14 +54,15 @@ class _RowFilter:
 
 
 class ModelStage:
-    """A bundle's ensemble on a device, with the smoothing the user chose."""
+    """A bundle's ensemble on a device, with the smoothing the user chose; `threads`: how many of its members
+    may run at once on CPU (`Ensemble`)."""
 
-    def __init__(self, bundle: Bundle, device: str, smooth: str = "gauss", note: str = ""):
+    def __init__(self, bundle: Bundle, device: str, smooth: str = "gauss", note: str = "", threads: int = 1):
         self.bundle = bundle
         self.note = note
         self.smooth = SmoothSpec.parse(smooth)
         self.max_gap_s = self.smooth.max_gap_s
-        self.ensemble = Ensemble(bundle, device)
+        self.ensemble = Ensemble(bundle, device, threads=threads)
         self.template = crop_template(bundle.input)
         # False when the geometry stage measures blendshapes and pose itself: its columns replace the
         # bundle's distilled estimates of them.

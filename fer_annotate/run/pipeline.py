@@ -1,9 +1,10 @@
 """Annotate one video: decode -> detect -> align -> model -> track -> temporal -> output, streaming.
 
-Frames are decoded on a background thread while the previous batch is processed. Every detection is
-aligned and run through the ensemble as soon as its batch is detected; the tracker then assigns ids with
-a lag of a few frames, the per-face temporal filters smooth within each track, and rows leave in frame
-order. Only a bounded window of frames is held at any time, so memory stays flat on long videos.
+Three threads work at once, each a batch ahead of the next: the decoder, the detection stage (detector,
+shot cuts, tracker) and the caller's thread, which aligns every detection and runs the ensemble on the
+crops. The tracker assigns ids with a lag of a few frames, the per-face temporal filters smooth within
+each track, and rows leave in frame order. Only a bounded window of frames is held at any time, so memory
+stays flat on long videos.
 """
 
 import ctypes
@@ -29,7 +30,7 @@ from fer_annotate.faces.reid import PersonConfig, PersonLinker, load_embedder
 from fer_annotate.faces.sparse import FrameFinder, SparseConfig
 from fer_annotate.faces.track import Tracker, TrackerConfig
 from fer_annotate.media.display import text_name
-from fer_annotate.media.video import Sampling, Video, VideoError
+from fer_annotate.media.video import FrameBatch, Sampling, Video, VideoError
 from fer_annotate.models.bundle import InputSpec
 from fer_annotate.models.model import ModelStage, crop_template
 from fer_annotate.outputs.output import (
@@ -162,8 +163,9 @@ _MALLOC_TRIM = _malloc_trim()
 
 def frames_per_batch(batch_size: int, max_frame_bytes: int, width: int, height: int) -> int:
     """Frames per batch: `batch_size`, fewer when frames are so large that the frames in flight
-    (PREFETCH_BATCHES queued, one batch decoding, one in process) would exceed `max_frame_bytes`."""
-    fit = max_frame_bytes // ((PREFETCH_BATCHES + 2) * max(1, width * height * 3))
+    (PREFETCH_BATCHES queued after each of the decoder and the detection stage, one batch in each of the
+    three threads) would exceed `max_frame_bytes`."""
+    fit = max_frame_bytes // ((2 * PREFETCH_BATCHES + 3) * max(1, width * height * 3))
     return max(1, min(batch_size, fit))
 
 
@@ -337,16 +339,12 @@ class Annotator:
         done = 0
         tic = time.perf_counter()
         batch_size = frames_per_batch(cfg.batch_size, cfg.max_frame_bytes, video.info.width, video.info.height)
-        for batch in _prefetch(video.batches(indices, batch_size), PREFETCH_BATCHES):
+        decoded = _prefetch(video.batches(indices, batch_size), PREFETCH_BATCHES)
+        for step in _prefetch(_detected(decoded, finder, tracker, cfg), PREFETCH_BATCHES):
             stages["decode"] += time.perf_counter() - tic
-            tic = time.perf_counter()
-            frames = torch.from_numpy(batch.frames)
-            if cfg.device != "cpu":
-                frames = frames.pin_memory().to(cfg.device, non_blocking=True)
-            first = tracker.position + 1
-            found = finder(frames, batch.times, tracker)
-            cuts += batch.indices[finder.cuts].tolist() if cfg.shots.cuts else []
-            stages["detect"] += time.perf_counter() - tic
+            stages["detect"] += step.seconds
+            batch, frames, found = step.batch, step.frames, step.found
+            cuts += step.cuts
             results, crops = self._faces(frames, found, stages)
             tic = time.perf_counter()
             geometry = self.geometry(batch.frames, found) if self.geometry is not None else [[] for _ in found]
@@ -355,9 +353,9 @@ class Annotator:
             tic = time.perf_counter()
             for j, dets in enumerate(found):
                 image = batch.frames[j] if linker.embedder is not None else None
-                pending[first + j] = _Frame(int(batch.indices[j]), float(batch.times[j]), dets, results[j], crops[j],
-                                            geometry[j], image)
-            for fpos, ids in tracker.finalize():
+                pending[step.first + j] = _Frame(int(batch.indices[j]), float(batch.times[j]), dets, results[j],
+                                                 crops[j], geometry[j], image)
+            for fpos, ids in step.settled:
                 emitter.emit(pending.pop(fpos), ids, self._save_crop)
             stages["track"] += time.perf_counter() - tic
             release_free_memory()
@@ -420,6 +418,38 @@ class Annotator:
             except BaseException:
                 target.unlink(missing_ok=True)  # never a truncated crop
                 raise
+
+
+@dataclass
+class _Detected:
+    """One batch after the detection stage: its faces per frame, the shot cuts in it, the frames whose ids
+    the tracker has settled (position, ids), and the seconds the stage spent on it."""
+
+    batch: FrameBatch
+    frames: torch.Tensor
+    first: int
+    found: list[Detections]
+    cuts: list[int]
+    settled: list[tuple[int, dict[int, int]]]
+    seconds: float
+
+
+def _detected(batches: Iterator, finder: FrameFinder, tracker: Tracker, cfg: AnnotateConfig) -> Iterator[_Detected]:
+    """The detection stage: detect (or predict) the faces of each batch and track them.
+
+    It runs on its own thread (`_prefetch`), one batch ahead of the alignment and the model on the
+    caller's thread, so that on a machine with two cores both are busy (torch releases the GIL inside its
+    kernels). The tracker is touched only here until the stage has ended."""
+    for batch in batches:
+        tic = time.perf_counter()
+        frames = torch.from_numpy(batch.frames)
+        if cfg.device != "cpu":
+            frames = frames.pin_memory().to(cfg.device, non_blocking=True)
+        first = tracker.position + 1
+        found = finder(frames, batch.times, tracker)
+        cuts = batch.indices[finder.cuts].tolist() if cfg.shots.cuts else []
+        settled = tracker.finalize()
+        yield _Detected(batch, frames, first, found, cuts, settled, time.perf_counter() - tic)
 
 
 class _Rows:

@@ -14,10 +14,12 @@ written by the actors straight into the `-o` folder, which therefore has to be s
 reaches at the same path: a probe file written by each worker and read back by the driver checks that.
 """
 
+import atexit
 import multiprocessing
 import os
 import queue
 import socket
+import sys
 import time
 import uuid
 from collections import deque
@@ -103,7 +105,7 @@ def build_annotator(spec: WorkerSpec, device: str) -> Annotator:
     if [m.sha256 for m in bundle.members] != [m.sha256 for m in wanted.members]:
         raise WorkerError(f"{socket.gethostname()}: weights bundle {bundle.path} differs from the driver's "
                           f"{wanted.path} (member checksums); install the same bundle on every node")
-    return Annotator(config, ModelStage(bundle, device, spec.smooth, spec.note))
+    return Annotator(config, ModelStage(bundle, device, spec.smooth, spec.note, threads=plan.budget))
 
 
 class AnnotatorWorker:
@@ -220,9 +222,31 @@ def _init_local(spec: WorkerSpec, device: str, progress: "multiprocessing.Queue"
     its detector and ensemble once."""
     global _worker, _progress
     as_worker()
+    atexit.register(_leave)
     if cores is not None and pin_to(cores):
         spec = replace(spec, workers=1)
     _worker, _progress = AnnotatorWorker(spec, device), progress
+
+
+def slim_spec(spec: WorkerSpec) -> WorkerSpec:
+    """The spec as shipped to a worker: the bundle without its provenance (the worker reads its own manifest
+    and checks only the path and the member checksums).
+
+    A spawned process reads its arguments only after it has imported the main module (seconds: torch), and
+    the driver's write of arguments larger than a pipe's buffer (64 KiB) waits for that read, so a large
+    payload made the workers start one after another instead of at once (a 140 KiB provenance did)."""
+    if spec.bundle is None:
+        return spec
+    return replace(spec, bundle=replace(spec.bundle, provenance={}))
+
+
+def _leave() -> None:
+    """A worker's last step once its pool has let it go: exit without the interpreter's teardown of torch and
+    the models (about a second, on the run's critical path). Registered last, so it runs first at exit;
+    multiprocessing's own exit steps have run by then."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _local_ready() -> str:
@@ -259,6 +283,7 @@ def run_local(spec: WorkerSpec, jobs: list[Job], workers: int, overwrite: bool =
     ctx = multiprocessing.get_context("spawn")
     progress = ctx.Queue()
     pinned = core_sets(workers) if spec.threads is None else [None] * workers
+    spec = slim_spec(spec)
 
     def start(slot: int) -> ProcessPoolExecutor:
         device = _local_device(spec.config.device, slot)
@@ -446,7 +471,7 @@ def _write_probe(folder: Path, token: str) -> None:
 def _ray_loop(ray, actor_class, plan: RayPlan, spec: WorkerSpec, jobs: list[Job], probe: tuple[Path, str],
               overwrite: bool, arguments: dict | None, events: Events, actors: list, running: dict) -> JobReport:
     folder, token = probe
-    actor_spec = replace(spec, threads=int(plan.options["num_cpus"]), workers=1)
+    actor_spec = replace(slim_spec(spec), threads=int(plan.options["num_cpus"]), workers=1)
     starting: dict = {}
 
     def start() -> None:
