@@ -53,7 +53,8 @@ def start_run(shared_dir: Path, tmp_path: Path, scale: list[str] | None = None
         assert proc.poll() is None, proc.communicate()[0]
         assert time.monotonic() < deadline, "the workers did not start"
         time.sleep(0.05)
-    workers = [pid for pid in children(proc.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    workers = [pid for pid in children(proc.pid)
+               if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()]  # forked or spawned
     assert scale or len(workers) == 2, children(proc.pid)
     return proc, folder, out, workers
 

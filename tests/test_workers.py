@@ -13,6 +13,7 @@ import pytest
 from cli_run import invoke
 
 from fer_annotate.outputs.output import is_complete, sidecar_path
+from fer_annotate.run import workers as workers_module
 from fer_annotate.run.pipeline import AnnotateConfig
 from fer_annotate.run.threads import available_cores
 from fer_annotate.run.workers import (
@@ -23,6 +24,7 @@ from fer_annotate.run.workers import (
     local_workers,
     parse_workers,
     ray_plan,
+    start_method,
 )
 
 GOOD = ("pyfeat_single_face.mp4", "pyfeat_no_face.mp4", "pyfeat_face_noface.mov")
@@ -89,6 +91,22 @@ def test_local_workers_equal_single_process(corpus: Path, single, tmp_path: Path
     assert "0 annotated, 3 skipped, 1 failed" in again.output, again.describe()
 
 
+def test_spawned_workers_equal_single_process(corpus: Path, single, tmp_path: Path, monkeypatch) -> None:
+    expected, _ = single
+    monkeypatch.setattr(workers_module, "start_method", lambda spec, workers: "spawn")  # as for GPUs
+    result = invoke([corpus, "-o", tmp_path, *WINDOW, "--workers", "2"])
+    assert result.exit_code == 1 and "3 annotated, 0 skipped, 1 failed" in result.output, result.describe()
+    assert_same_outputs(expected, tmp_path)
+
+
+def test_start_method_forks_only_single_threaded_cpu_workers() -> None:
+    cpu, gpu = AnnotateConfig(), AnnotateConfig(device="cuda")
+    assert start_method(WorkerSpec(cpu), available_cores()) == "fork"  # one core each: one torch thread
+    assert start_method(WorkerSpec(cpu, threads=2), 2) == "fork"  # the decoder's thread and one torch thread
+    assert start_method(WorkerSpec(cpu, threads=4), 2) == "spawn"  # OpenMP regions: never after a fork
+    assert start_method(WorkerSpec(gpu), 2) == "spawn"  # a CUDA context does not survive a fork
+
+
 def _children(pid: int) -> list[tuple[int, str]]:
     """(pid, command line) of the live processes whose parent is `pid`."""
     found = []
@@ -152,7 +170,7 @@ def test_local_worker_killed_mid_video(shared_dir: Path, torch_home: Path, tmp_p
     args = [folder, "-o", out, "--end", "2.5", "--workers", "2"]
     proc = _start_cli(args)
     _wait_for_partial(out, proc)
-    workers = [pid for pid, cmd in _children(proc.pid) if "spawn_main" in cmd]
+    workers = [pid for pid, cmd in _children(proc.pid) if "resource_tracker" not in cmd]  # forked or spawned
     assert len(workers) == 2, _children(proc.pid)
     os.kill(workers[0], signal.SIGKILL)
     _check_killed_run(proc, out, folder, args)

@@ -84,9 +84,12 @@ def _worker_handler(signum: int, frame: object) -> None:
     os._exit(128 + signum)
 
 
-def as_worker() -> None:
-    """Make this process a worker that stops with its driver (call once, first thing in the worker)."""
-    parent = os.getppid()
+def as_worker(driver: int | None = None) -> None:
+    """Make this process a worker that stops with its driver (call once, first thing in the worker).
+
+    `driver`: the driver's pid, as the driver saw it; a worker whose driver died while it was starting (before
+    the death signal was asked for) then sees another parent and leaves at once."""
+    parent = os.getppid() if driver is None else driver
     for s in STOP_SIGNALS:
         signal.signal(s, _worker_handler)
     try:

@@ -8,8 +8,9 @@ that dies mid-video fails that video only (its temporary files and lock are remo
 and is replaced. A stop signal (SIGTERM, SIGINT, SIGHUP: `signals`) stops every worker, each removing its
 video's temporary files and lock, and ends the run.
 
-Local workers are `concurrent.futures` process pools of one 'spawn' process each, so that a dead process
-breaks only its own pool and the driver knows which video it held. Ray workers are actors; outputs are
+Local workers are `concurrent.futures` process pools of one process each (forked on CPU, spawned for
+GPUs: `start_method`), so that a dead process breaks only its own pool and the driver knows which video
+it held. Ray workers are actors; outputs are
 written by the actors straight into the `-o` folder, which therefore has to be storage that every node
 reaches at the same path: a probe file written by each worker and read back by the driver checks that.
 """
@@ -217,15 +218,30 @@ _worker: AnnotatorWorker | None = None
 _progress: "multiprocessing.Queue | None" = None
 
 
-def _init_local(spec: WorkerSpec, device: str, progress: "multiprocessing.Queue", cores: list[int] | None) -> None:
-    """Process-pool initializer: pin this process to its cores (its thread plan is then theirs), then load
-    its detector and ensemble once."""
+def _init_local(spec: WorkerSpec, device: str, progress: "multiprocessing.Queue", cores: list[int] | None,
+                driver: int) -> None:
+    """Process-pool initializer: stop with the driver (pid `driver`), pin this process to its cores (its
+    thread plan is then theirs), then load its detector and ensemble once."""
     global _worker, _progress
-    as_worker()
+    as_worker(driver)
     atexit.register(_leave)
     if cores is not None and pin_to(cores):
         spec = replace(spec, workers=1)
     _worker, _progress = AnnotatorWorker(spec, device), progress
+
+
+def start_method(spec: WorkerSpec, workers: int) -> str:
+    """How local workers start: 'fork' for CPU workers whose torch runs on one thread (the automatic plan
+    with a core or two per worker), else 'spawn'.
+
+    A forked worker has the driver's imports already (torch, about 2 s a process); it loads its own models.
+    The driver never runs a torch operator (it plans and hands out videos), and a worker with one torch
+    thread never enters an OpenMP parallel region, so the OpenMP state a fork would break is never used:
+    torch's DataLoader workers rely on the same rule. GPUs need 'spawn' (a CUDA context does not survive
+    a fork), and so do several torch threads per worker."""
+    if spec.config.device != "cpu" or "fork" not in multiprocessing.get_all_start_methods():
+        return "spawn"
+    return "fork" if plan_threads(spec.threads, workers).torch == 1 else "spawn"
 
 
 def slim_spec(spec: WorkerSpec) -> WorkerSpec:
@@ -277,10 +293,10 @@ def _stop_workers(pools: list[ProcessPoolExecutor], interrupted: list[Job]) -> N
 
 def run_local(spec: WorkerSpec, jobs: list[Job], workers: int, overwrite: bool = False,
               arguments: dict | None = None, events: Events | None = None) -> JobReport:
-    """Annotate `jobs` on `workers` local 'spawn' processes, each holding its own models; with the automatic
-    thread plan (no `threads`) each process is pinned to its own share of the cores."""
+    """Annotate `jobs` on `workers` local processes (`start_method`), each holding its own models; with the
+    automatic thread plan (no `threads`) each process is pinned to its own share of the cores."""
     events = events or Events()
-    ctx = multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context(start_method(spec, workers))
     progress = ctx.Queue()
     pinned = core_sets(workers) if spec.threads is None else [None] * workers
     spec = slim_spec(spec)
@@ -288,7 +304,7 @@ def run_local(spec: WorkerSpec, jobs: list[Job], workers: int, overwrite: bool =
     def start(slot: int) -> ProcessPoolExecutor:
         device = _local_device(spec.config.device, slot)
         return ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_local,
-                                   initargs=(spec, device, progress, pinned[slot]))
+                                   initargs=(spec, device, progress, pinned[slot], os.getpid()))
 
     pools = [start(slot) for slot in range(workers)]
     report = JobReport()
