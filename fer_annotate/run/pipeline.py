@@ -142,13 +142,19 @@ def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
 
 
 def release_free_memory() -> None:
-    """Hand freed heap pages back to the system (glibc's malloc_trim; a no-op elsewhere).
+    """Hand freed heap pages back to the system (glibc's malloc_trim; a no-op elsewhere), at most once every
+    TRIM_EVERY_S seconds.
 
     Frames, crops and tensors of varying sizes are allocated on the decode thread and torch's threads and
     freed on others; glibc keeps such freed memory in its per-thread arenas, so without this the resident
-    size creeps up over a long video although nothing is kept alive."""
-    if _MALLOC_TRIM is not None:
+    size creeps up over a long video although nothing is kept alive. Trimming after every batch cost a
+    tenth of a run in page faults (the next batch's buffers are faulted in again); once a second bounds the
+    memory alike."""
+    global _last_trim
+    now = time.monotonic()
+    if _MALLOC_TRIM is not None and now - _last_trim >= TRIM_EVERY_S:
         _MALLOC_TRIM(0)
+        _last_trim = now
 
 
 def _malloc_trim():
@@ -159,6 +165,8 @@ def _malloc_trim():
 
 
 _MALLOC_TRIM = _malloc_trim()
+TRIM_EVERY_S = 1.0
+_last_trim = -TRIM_EVERY_S
 
 
 def frames_per_batch(batch_size: int, max_frame_bytes: int, width: int, height: int) -> int:
