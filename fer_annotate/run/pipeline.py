@@ -1,10 +1,10 @@
 """Annotate one video: decode -> detect -> align -> model -> track -> temporal -> output, streaming.
 
-Three threads work at once, each a batch ahead of the next: the decoder, the detection stage (detector,
-shot cuts, tracker) and the caller's thread, which aligns every detection and runs the ensemble on the
-crops. The tracker assigns ids with a lag of a few frames, the per-face temporal filters smooth within
-each track, and rows leave in frame order. Only a bounded window of frames is held at any time, so memory
-stays flat on long videos.
+Three threads work at once, each a batch ahead of the next: the decoder, the detection stage (detector, shot
+cuts, tracker) and the caller's thread, which aligns every detection and runs the ensemble on the crops (with
+a budget of one thread, detection runs on the caller's thread: `parallel_stages`). The tracker assigns ids
+with a lag of a few frames, the per-face temporal filters smooth within each track, and rows leave in frame
+order. Only a bounded window of frames is held at any time, so memory stays flat on long videos.
 """
 
 import ctypes
@@ -56,6 +56,8 @@ class AnnotateConfig:
 
     `max_frame_bytes` bounds the decoded pixels in flight (the batch being processed, the decode-ahead
     queue and the batch being decoded): large frames get smaller batches, so 4K costs no more than 640x360.
+    `parallel_stages`: the detection stage on its own thread (a thread budget of two or more; with one
+    core it would only contend with the model for it).
     """
 
     detector: DetectorConfig = field(default_factory=DetectorConfig)
@@ -67,6 +69,7 @@ class AnnotateConfig:
     save_crops: Path | None = None
     device: str = "cpu"
     decode_threads: int = DECODE_THREADS
+    parallel_stages: bool = True
     sparse: SparseConfig = field(default_factory=SparseConfig)
     geometry: GeometryConfig | None = None  # None: no geometry stage
     shots: CutConfig = field(default_factory=CutConfig)
@@ -347,8 +350,8 @@ class Annotator:
         done = 0
         tic = time.perf_counter()
         batch_size = frames_per_batch(cfg.batch_size, cfg.max_frame_bytes, video.info.width, video.info.height)
-        decoded = _prefetch(video.batches(indices, batch_size), PREFETCH_BATCHES)
-        for step in _prefetch(_detected(decoded, finder, tracker, cfg), PREFETCH_BATCHES):
+        detected = _detected(_prefetch(video.batches(indices, batch_size), PREFETCH_BATCHES), finder, tracker, cfg)
+        for step in _prefetch(detected, PREFETCH_BATCHES) if cfg.parallel_stages else detected:
             stages["decode"] += time.perf_counter() - tic
             stages["detect"] += step.seconds
             batch, frames, found = step.batch, step.frames, step.found

@@ -37,7 +37,8 @@ OPTION_NAMES = {
     "geometry.landmarks": "landmarks",
 }
 # how the work is done, not what it gives
-COSMETIC = {"batch_size", "max_frame_bytes", "device", "decode_threads", "save_crops", "detector.device"}
+COSMETIC = {"batch_size", "max_frame_bytes", "device", "decode_threads", "parallel_stages", "save_crops",
+            "detector.device"}
 
 
 def _name(path: str) -> str:

@@ -91,7 +91,7 @@ def build_annotator(spec: WorkerSpec, device: str) -> Annotator:
     plan = plan_threads(spec.threads, spec.workers)
     apply_torch_threads(plan)
     config = replace(spec.config, device=device, detector=replace(spec.config.detector, device=device),
-                     decode_threads=plan.decode)
+                     decode_threads=plan.decode, parallel_stages=plan.budget > 1)
     if spec.bundle is None:
         return Annotator(config, None)
     from fer_annotate.models.bundle import load_bundle
