@@ -184,13 +184,13 @@ def main() -> None:
         for p in passes:
             config = AnnotateConfig(detector=DetectorConfig(name=p.detector, device=device), sampling=sampling,
                                     batch_size=args.batch_size, device=device, decode_threads=plan.decode,
-                                    parallel_stages=plan.budget > 1, sparse=SparseConfig(every=p.every))
+                                    parallel_stages=plan.cores > 1, sparse=SparseConfig(every=p.every))
             stage = None
             if p.weights is not None:
                 from fer_annotate.models.model import ModelStage
                 from fer_annotate.models.weights import resolve_bundle
 
-                stage = ModelStage(resolve_bundle(p.weights), device, args.smooth, threads=plan.budget)
+                stage = ModelStage(resolve_bundle(p.weights), device, args.smooth, threads=plan.cores)
                 if p.label == "full":
                     p.label = f"full ({stage.bundle.name})"
             annotators[p.label] = Annotator(config, stage)

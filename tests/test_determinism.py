@@ -25,3 +25,18 @@ def test_same_video_same_bytes_whatever_ran_before(shared_dir: Path, torch_home:
     assert first.count(b"\n") > 20
     assert (tmp_path / "again.csv").read_bytes() == first
     assert (tmp_path / "alone.csv").read_bytes() == first
+
+
+def test_same_bytes_with_parallel_stages_and_members(shared_dir: Path, torch_home: Path, tmp_path: Path) -> None:
+    """A budget of one thread runs every stage and member in turn on one thread; a budget of two runs
+    detection on its own thread and the members side by side. The tables are the same bytes, on a clip with
+    a shot cut and a face that leaves (tracks end and start while batches overlap)."""
+    clip = shared_dir / "fixtures" / "videos" / "pyfeat_face_noface.mov"
+    one, two = Annotator(threads=1), Annotator(threads=2)
+    assert not one.engine.config.parallel_stages and one.model.ensemble.pool is None
+    assert two.engine.config.parallel_stages and two.model.ensemble.pool is not None
+    one.annotate(clip, tmp_path / "one.csv")
+    two.annotate(clip, tmp_path / "two.csv")
+    table = (tmp_path / "one.csv").read_bytes()
+    assert table.count(b"\n") > 100 and b",ok," in table and b"no_face" in table
+    assert (tmp_path / "two.csv").read_bytes() == table

@@ -6,12 +6,12 @@ from fer_annotate.run.threads import ThreadPlan, available_cores, core_sets, pin
 
 
 @pytest.mark.parametrize(("cores", "workers", "expected"), [
-    (1, 1, ThreadPlan(torch=1, decode=1)),
-    (2, 1, ThreadPlan(torch=1, decode=1)),
-    (8, 1, ThreadPlan(torch=7, decode=1)),
-    (8, 2, ThreadPlan(torch=3, decode=1)),
-    (8, 8, ThreadPlan(torch=1, decode=1)),
-    (2, 4, ThreadPlan(torch=1, decode=1)),
+    (1, 1, ThreadPlan(torch=1, decode=1, cores=1)),
+    (2, 1, ThreadPlan(torch=1, decode=1, cores=2)),
+    (8, 1, ThreadPlan(torch=7, decode=1, cores=8)),
+    (8, 2, ThreadPlan(torch=3, decode=1, cores=4)),
+    (8, 8, ThreadPlan(torch=1, decode=1, cores=1)),
+    (2, 4, ThreadPlan(torch=1, decode=1, cores=1)),
 ])
 def test_default_plan_splits_cores(cores: int, workers: int, expected: ThreadPlan) -> None:
     plan = plan_threads(None, workers=workers, cores=cores)
@@ -21,7 +21,7 @@ def test_default_plan_splits_cores(cores: int, workers: int, expected: ThreadPla
 
 
 def test_explicit_budget_wins_over_cores() -> None:
-    assert plan_threads(4, cores=64) == ThreadPlan(torch=3, decode=1)
+    assert plan_threads(4, cores=64) == ThreadPlan(torch=3, decode=1, cores=4)
     assert plan_threads(1, cores=64).torch == 1
 
 

@@ -19,10 +19,13 @@ DECODE_THREADS = 1
 
 @dataclass(frozen=True)
 class ThreadPlan:
-    """Threads for one worker: torch intra-op threads and video decoder threads (budget = their sum)."""
+    """Threads for one worker: torch intra-op threads and video decoder threads, and `cores`, the budget
+    they were planned for (with a budget of one both share that core; with two or more, the pipeline's
+    stages and the ensemble's members also run side by side, on one torch thread each)."""
 
     torch: int
     decode: int
+    cores: int
 
     @property
     def budget(self) -> int:
@@ -64,7 +67,7 @@ def plan_threads(threads: int | None = None, workers: int = 1, cores: int | None
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     budget = threads if threads is not None else max(1, (cores or available_cores()) // workers)
-    return ThreadPlan(torch=max(1, budget - DECODE_THREADS), decode=DECODE_THREADS)
+    return ThreadPlan(torch=max(1, budget - DECODE_THREADS), decode=DECODE_THREADS, cores=budget)
 
 
 def apply_torch_threads(plan: ThreadPlan) -> None:

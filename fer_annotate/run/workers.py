@@ -91,7 +91,7 @@ def build_annotator(spec: WorkerSpec, device: str) -> Annotator:
     plan = plan_threads(spec.threads, spec.workers)
     apply_torch_threads(plan)
     config = replace(spec.config, device=device, detector=replace(spec.config.detector, device=device),
-                     decode_threads=plan.decode, parallel_stages=plan.budget > 1)
+                     decode_threads=plan.decode, parallel_stages=plan.cores > 1)
     if spec.bundle is None:
         return Annotator(config, None)
     from fer_annotate.models.bundle import load_bundle
@@ -106,7 +106,7 @@ def build_annotator(spec: WorkerSpec, device: str) -> Annotator:
     if [m.sha256 for m in bundle.members] != [m.sha256 for m in wanted.members]:
         raise WorkerError(f"{socket.gethostname()}: weights bundle {bundle.path} differs from the driver's "
                           f"{wanted.path} (member checksums); install the same bundle on every node")
-    return Annotator(config, ModelStage(bundle, device, spec.smooth, spec.note, threads=plan.budget))
+    return Annotator(config, ModelStage(bundle, device, spec.smooth, spec.note, threads=plan.cores))
 
 
 class AnnotatorWorker:
