@@ -1,6 +1,7 @@
 """fer-train readers on small files written here: ABAW layout (both AU sets), CSV manifests, expression
 folders, merging; malformed input gives an error naming the file and line, or a counted note."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -191,3 +192,14 @@ def test_load_images_cached_and_unreadable(tmp_path):
     np.testing.assert_array_equal(out, again)
     with pytest.raises(DataError, match="bad.jpg: cannot read image"):
         load_images([str(tmp_path / "bad.jpg")], 8, "rgb")
+
+
+def test_load_images_cache_sees_a_replaced_image(tmp_path):
+    path = tmp_path / "a.png"
+    _image(path, 200, size=20)
+    first = load_images([str(path)], 8, "gray", tmp_path / "cache")
+    _image(path, 50, size=20)  # another picture under the same name
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    second = load_images([str(path)], 8, "gray", tmp_path / "cache")
+    assert int(first[0, 0, 0, 0]) == 200 and int(second[0, 0, 0, 0]) == 50

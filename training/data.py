@@ -576,8 +576,9 @@ def load_images(
 ) -> np.ndarray:
     """All images decoded once into uint8 [N, size, size, C], cached as a memory-mapped .npy file.
 
-    The cache file name is a hash of the paths, size and colour, so a later run on the same data
-    (e.g. the students of a teacher) reuses it. An unreadable image is an error naming the file.
+    The cache file name is a hash of the paths, each file's size and modification time, the size and
+    the colour, so a later run on the same data (e.g. the students of a teacher) reuses it and an image
+    replaced under the same name is decoded again. An unreadable image is an error naming the file.
     """
     channels = 1 if colour == "gray" else 3
     shape = (len(paths), size, size, channels)
@@ -585,7 +586,7 @@ def load_images(
         out = np.empty(shape, np.uint8)
         _decode_into(out, paths, size, colour, threads)
         return out
-    key = hashlib.sha1(f"{size}|{colour}|".encode() + "\n".join(paths).encode()).hexdigest()[:16]
+    key = hashlib.sha1(f"{size}|{colour}|".encode() + "\n".join(map(_file_identity, paths)).encode()).hexdigest()[:16]
     cache = Path(cache_dir) / f"images-{size}-{colour}-{len(paths)}-{key}.npy"
     if not cache.is_file():
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -596,6 +597,16 @@ def load_images(
         del out
         os.replace(tmp, cache)
     return np.load(cache, mmap_mode="r")
+
+
+def _file_identity(path: str) -> str:
+    """A path with its size and modification time (a file that cannot be read: the path alone, and decoding
+    reports it)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return path
+    return f"{path}|{st.st_size}|{st.st_mtime_ns}"
 
 
 def _decode_into(out: np.ndarray, paths: list[str], size: int, colour: str, threads: int) -> None:
