@@ -122,6 +122,20 @@ def test_changed_config_refused_without_overwrite(tmp_path, data):
     run_teacher(cfg, tmp_path / "r", overwrite=True, log=lambda m: None)
 
 
+def test_a_run_that_failed_before_training_restarts_with_other_data(tmp_path, data):
+    empty = tmp_path / "empty.csv"
+    empty.write_text(Path(data["train_expr"]).read_text().splitlines()[0] + "\n")  # the header, no rows
+    bad = _config(data)
+    bad.epochs, bad.train = 1, [Source(kind="manifest", path=str(empty))]
+    with pytest.raises(Exception, match="empty.csv"):
+        run_teacher(bad, tmp_path / "r", log=lambda m: None)
+    assert (tmp_path / "r" / "config.json").is_file()
+    good = _config(data)
+    good.epochs = 1
+    run_teacher(good, tmp_path / "r", log=lambda m: None)  # not refused as "a different configuration"
+    assert (tmp_path / "r" / "summary.json").is_file() or any((tmp_path / "r").rglob("*.safetensors"))
+
+
 def test_config_file_and_init_from_bundle(tmp_path, data):
     toml = tmp_path / "cfg.toml"
     toml.write_text(

@@ -433,11 +433,17 @@ def clear_run(out: Path, keep_cache: bool = True) -> None:
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
+def started(out: Path) -> bool:
+    """Whether a run folder holds anything of a run beyond its config.json and image cache (a run that
+    failed before training, on unreadable data say, holds only those and is not resumed but restarted)."""
+    return out.is_dir() and any(child.name not in ("config.json", "cache") for child in out.iterdir())
+
+
 def prepare_run(out: Path, cfg: TrainConfig, overwrite: bool) -> None:
     """Create the run folder with config.json, or check that an existing one matches (resume)."""
     path = out / "config.json"
     new = to_dict(cfg)
-    if path.is_file() and not overwrite:
+    if path.is_file() and not overwrite and started(out):
         old = to_dict(from_dict(json.loads(path.read_text())))  # settings added since: their defaults
         differ = sorted(k for k in set(old) | set(new) if k not in RESUME_FREE and old.get(k) != new.get(k))
         if differ:
