@@ -25,6 +25,7 @@ from fer_annotate.cli.params import (
     workers_count,
 )
 from fer_annotate.cli.photos import annotate_photo_set
+from fer_annotate.cli.quick_exit import run as run_and_exit
 from fer_annotate.cli.show import shown
 from fer_annotate.cli.view import plot, render, summary
 from fer_annotate.cli.weights import weights
@@ -247,3 +248,8 @@ def _report(out: Console, job: Job, message: str) -> None:
 
 for command in (weights, render, plot, summary, events):
     main.add_command(command)
+
+
+def entry() -> None:
+    """The `fer-annotate` console script (`quick_exit`: no interpreter teardown after the command)."""
+    run_and_exit(main)
