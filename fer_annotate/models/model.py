@@ -6,6 +6,10 @@ names, the AU thresholds, the temporal model. Decisions (AU 0/1, expression labe
 temporal filter, from the smoothed probabilities.
 """
 
+import hashlib
+import json
+from functools import cached_property
+
 import numpy as np
 
 from fer_annotate.faces.align import CropTemplate
@@ -67,6 +71,14 @@ class ModelStage:
         # False when the geometry stage measures blendshapes and pose itself: its columns replace the
         # bundle's distilled estimates of them.
         self.geometry_columns = True
+
+    @cached_property
+    def manifest_sha256(self) -> str:
+        """SHA-256 of the bundle's manifest as JSON (its identity in a table's settings), computed once: a
+        manifest with its training provenance is hundreds of KB, 30 ms to serialise, and a run asks for it
+        for every video it checks or writes."""
+        manifest = json.dumps(self.bundle.to_manifest(), sort_keys=True, default=str)
+        return hashlib.sha256(manifest.encode()).hexdigest()
 
     def schema(self) -> TableSchema:
         """The table columns of this bundle's tasks."""

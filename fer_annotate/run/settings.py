@@ -7,7 +7,6 @@ a GPU or with more workers still resumes. Names are the CLI's options (`every`, 
 settings without an option keep their config path (`tracker.iou-threshold`).
 """
 
-import hashlib
 import json
 from dataclasses import fields, is_dataclass
 from typing import TYPE_CHECKING
@@ -61,8 +60,7 @@ def weights_identity(model: "ModelStage | None") -> str:
     """`none`, or the bundle's name and a hash of its manifest (member checksums, thresholds, input spec)."""
     if model is None:
         return "none"
-    manifest = json.dumps(model.bundle.to_manifest(), sort_keys=True, default=str)
-    return f"{model.bundle.name} (manifest sha256 {hashlib.sha256(manifest.encode()).hexdigest()[:16]})"
+    return f"{model.bundle.name} (manifest sha256 {model.manifest_sha256[:16]})"
 
 
 def content_settings(config: object, model: "ModelStage | None" = None, geometry_sha256: str | None = None) -> dict:
