@@ -49,6 +49,10 @@ def test_cli_one_table_for_the_folder(folder: Path, tmp_path: Path):
     assert not list(folder.rglob("*.csv")), "no output per photo"
     again = invoke([folder, "-o", out, "--detector", "blazeface-back"])
     assert again.exit_code == 0 and "skipped" in again.output
+    summary = invoke(["summary", out, "--json"])
+    assert summary.exit_code == 0, summary.describe()
+    per_photo = {s["video"]: len(s["faces"]) for s in json.loads(summary.output)}  # face ids count per photo
+    assert per_photo == faces.to_dict(), per_photo
 
 
 def test_stopped_run_resumes_and_matches_a_whole_run(folder: Path, annotator, tmp_path: Path,

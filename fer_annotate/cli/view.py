@@ -75,12 +75,13 @@ def plot(table: Path, output: Path, max_faces: int, max_points: int, dpi: int) -
 @click.argument("tables", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a list, one object per video) instead.")
 def summary(tables: tuple[Path, ...], as_json: bool) -> None:
-    """One line per video and face: seconds seen, share per expression, mean valence/arousal, blinks per minute,
-    mean blink duration, share of time smiling, AU base rates (--json: also seconds per expression).
+    """One line per video (per photo of a photo folder's table) and face: seconds seen, share per expression,
+    mean valence/arousal, blinks per minute, mean blink duration, share of time smiling, AU base rates
+    (--json: also seconds per expression).
 
     TABLES are outputs of this tool (CSV or Parquet) or folders holding them (searched recursively).
     """
-    from fer_annotate.outputs.summary import summarize
+    from fer_annotate.outputs.summary import summarize_table
     from fer_annotate.outputs.table import TABLE_SUFFIXES, TableError, read_table
 
     paths: list[Path] = []
@@ -100,7 +101,8 @@ def summary(tables: tuple[Path, ...], as_json: bool) -> None:
             console.print(f"[red]error:[/] {shown(exc)}", highlight=False)
             failed += 1
             continue
-        results.append({"table": str(path), **summarize(df)})  # recomputed: older sidecars lack newer figures
+        # recomputed: older sidecars lack newer figures; a photo folder's table gives one summary per photo
+        results += [{"table": str(path), **one} for one in summarize_table(df)]
     if as_json:
         click.echo(json.dumps(results, indent=2))
     else:

@@ -35,6 +35,15 @@ def frame_durations(df: pd.DataFrame) -> pd.Series:
     return pd.Series(np.append(step, last), index=times.index)
 
 
+def summarize_table(df: pd.DataFrame) -> list[dict]:
+    """The summaries of a table: one for a video's table; one per photo, named by its path, for a table of a
+    photo folder (its `path` column), whose face ids are counted per photo and never name one face across
+    photos."""
+    if "path" not in df.columns:
+        return [summarize(df)]
+    return [{**summarize(rows), "video": str(path)} for path, rows in df.groupby("path", sort=False)]
+
+
 def summarize(df: pd.DataFrame) -> dict:
     """The summary of one video's table (any extra columns are ignored)."""
     columns = list(df.columns)
