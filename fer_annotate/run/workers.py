@@ -8,11 +8,11 @@ that dies mid-video fails that video only (its temporary files and lock are remo
 and is replaced. A stop signal (SIGTERM, SIGINT, SIGHUP: `signals`) stops every worker, each removing its
 video's temporary files and lock, and ends the run.
 
-Local workers are `concurrent.futures` process pools of one process each (forked on CPU, spawned for
-GPUs: `start_method`), so that a dead process breaks only its own pool and the driver knows which video
-it held. Ray workers are actors; outputs are
-written by the actors straight into the `-o` folder, which therefore has to be storage that every node
-reaches at the same path: a probe file written by each worker and read back by the driver checks that.
+Local workers are `concurrent.futures` process pools of one process each (forked on CPU, spawned for GPUs:
+`start_method`), so that a dead process breaks only its own pool and the driver knows which video it held. Ray
+workers are actors; outputs are written by the actors straight into the `-o` folder, which therefore has to be
+storage that every node reaches at the same path: a probe file written by each worker and read back by the
+driver checks that.
 """
 
 import atexit
@@ -235,10 +235,10 @@ def start_method(spec: WorkerSpec, workers: int) -> str:
     with a core or two per worker), else 'spawn'.
 
     A forked worker has the driver's imports already (torch, about 2 s a process); it loads its own models.
-    The driver never runs a torch operator (it plans and hands out videos), and a worker with one torch
-    thread never enters an OpenMP parallel region, so the OpenMP state a fork would break is never used:
-    torch's DataLoader workers rely on the same rule. GPUs need 'spawn' (a CUDA context does not survive
-    a fork), and so do several torch threads per worker."""
+    A worker with one torch thread never enters an OpenMP parallel region, so the OpenMP state a fork
+    leaves broken (where the driver used it: the command line's driver runs no torch operator, a Python
+    caller may have) is never touched: torch's DataLoader workers rely on the same rule. GPUs need 'spawn'
+    (a CUDA context does not survive a fork), and so do several torch threads per worker."""
     if spec.config.device != "cpu" or "fork" not in multiprocessing.get_all_start_methods():
         return "spawn"
     return "fork" if plan_threads(spec.threads, workers).torch == 1 else "spawn"
