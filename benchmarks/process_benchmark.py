@@ -13,19 +13,16 @@ figures to compare across machines. With --compare, every case also runs against
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from process_timing import DECODE, loadavg, timed  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_VIDEO = ROOT.parent / "shared" / "fixtures" / "videos" / "pyfeat_WolfgangLanger_Pexels.mp4"
-DECODE = (
-    "import sys, decord; r = decord.VideoReader(sys.argv[1], ctx=decord.cpu(0)); n = len(r); "
-    "[r.get_batch(list(range(i, min(i + 16, n)))).asnumpy() for i in range(0, n, 16)]"
-)
 
 
 @dataclass
@@ -44,19 +41,8 @@ def run_once(argv: list[str], tree: Path) -> tuple[float, float, float]:
     """Wall seconds, user CPU seconds and peak RSS (MiB) of one process run with `tree` first on the path."""
     env = dict(os.environ, PYTHONPATH=str(tree))
     env.setdefault("TORCH_HOME", str(ROOT.parent / "shared" / "torch-home"))
-    tic = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - tic
-    err = proc.stderr.read().decode(errors="replace")
-    proc.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"failed ({os.waitstatus_to_exitcode(status)}): {' '.join(argv)}\n{err[-2000:]}")
-    return wall, usage.ru_utime, usage.ru_maxrss / 1024
-
-
-def loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    timing = timed(argv, env)
+    return timing.wall, timing.user, timing.rss_mib
 
 
 def main() -> None:

@@ -23,38 +23,23 @@ import os
 import resource
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from memory_benchmark import loop_clip  # noqa: E402  (PyAV only: this process never imports torch)
+from process_timing import DECODE, loadavg, timed  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 CLIP = SHARED / "fixtures" / "videos" / "pyfeat_WolfgangLanger_Pexels.mp4"
-DECODE = ("import sys, decord; r = decord.VideoReader(sys.argv[1], ctx=decord.cpu(0)); n = len(r); "
-          "[r.get_batch(list(range(i, min(i + 16, n)))).asnumpy() for i in range(0, n, 16)]")
 
 
 def run_shell(command: str) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of `command` run by /bin/sh: wait4 reports the largest of the
-    process tree (a process's peak includes the peaks of the children it waited for)."""
-    tic = time.perf_counter()
-    proc = subprocess.Popen(["/bin/sh", "-c", command], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - tic
-    err = proc.stderr.read().decode(errors="replace")
-    proc.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"failed: {command}\n{err[-2000:]}")
-    return wall, usage.ru_maxrss / 1024
-
-
-def loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    """Wall seconds and peak RSS (MiB) of `command` run by /bin/sh."""
+    timing = timed(["/bin/sh", "-c", command])
+    return timing.wall, timing.rss_mib
 
 
 def machine() -> str:
