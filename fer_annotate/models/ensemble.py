@@ -150,8 +150,7 @@ class Ensemble:
         if self.device.type == "cpu":
             self._fuse()
         self.mirror = mirror_permutation(bundle.bs_names)
-        passes = len(self.cnns) * (2 if bundle.tta == "flip" else 1)
-        parallel = self.device.type == "cpu" and threads > 1 and passes > 1
+        parallel = self.device.type == "cpu" and threads > 1 and len(self.cnns) > 1
         self.pool = ThreadPoolExecutor(min(threads, len(self.cnns)), "fer-member") if parallel else None
 
     def preprocess(self, crops: Tensor) -> Tensor:
